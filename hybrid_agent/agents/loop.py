@@ -1,0 +1,261 @@
+"""The agent loop. One step is one readable function, ``AgentLoop.step``: observe, plan,
+propose, check, score, gate, act, verify, journal; each stage a small method. Exits are
+exceptions (mini-swe-agent style): ``Submitted`` when the model calls ``finish``,
+``LimitsExceeded`` when a budget is spent."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hybrid_agent.agents.prompt import PromptParts, StepView, build_messages
+from hybrid_agent.agents.tools import Observation, ToolRunner
+from hybrid_agent.models.llm.base import LLM, Candidate, LLMError
+from hybrid_agent.policies.tool_schema import STATE_CHANGING, TOOL_ARGS, InvalidToolCall, ToolCall, call_schema, validate_call
+
+RESAMPLE_K = 4
+
+
+class AgentExit(Exception):
+    """The task is over; ``status`` is its final status."""
+
+    status = "failed"
+
+    def __init__(self, summary: str, *, success: bool = False) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.success = success
+
+
+class Submitted(AgentExit):
+    @property
+    def status(self) -> str:  # type: ignore[override]
+        return "succeeded" if self.success else "failed"
+
+
+class LimitsExceeded(AgentExit):
+    status = "failed"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int
+    max_seconds: float
+    k: int = 1
+
+
+@dataclass
+class Plan:
+    tools: frozenset[str]
+    k: int
+    note: str = ""
+
+
+@dataclass
+class Scored:
+    candidate: Candidate
+    call: ToolCall | None
+    error: str | None
+    chosen: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {"text": self.candidate.text, "logprob": round(self.candidate.logprob, 4),
+                "tokens": self.candidate.tokens, "valid": self.call is not None, "error": self.error,
+                "chosen": self.chosen}
+
+
+@dataclass
+class StepRecord:
+    n: int
+    tool_call: dict[str, Any] | None
+    decision: str
+    observation: str
+    ok: bool
+    candidates: list[dict[str, Any]]
+    prompt_tokens: int
+    timings: dict[str, float]
+    started_at: datetime
+    duration_s: float
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AgentState:
+    goal: str
+    workspace: Path
+    steps: list[StepRecord] = field(default_factory=list)
+    views: list[StepView] = field(default_factory=list)
+    failed_calls: set[str] = field(default_factory=set)
+    done_changes: set[str] = field(default_factory=set)
+    changed: bool = False
+    force_finish: bool = False
+    note: str = ""
+
+
+def call_key(call: ToolCall | dict[str, Any]) -> str:
+    data = call.model_dump() if isinstance(call, ToolCall) else call
+    return json.dumps(data, sort_keys=True)
+
+
+def workspace_listing(root: Path, *, limit: int = 40) -> str:
+    """Files under the workspace (two levels), with sizes; what the model sees of the state."""
+    lines: list[str] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if len(rel.parts) > 2 or any(part.startswith(".") for part in rel.parts):
+            continue
+        if len(lines) == limit:
+            lines.append("...")
+            break
+        lines.append(f"{rel}/" if path.is_dir() else f"{rel} ({path.stat().st_size} bytes)")
+    return "\n".join(lines)
+
+
+class AgentLoop:
+    def __init__(self, *, llm: LLM, runner: ToolRunner, limits: Limits,
+                 journal: Callable[[StepRecord], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.llm = llm
+        self.runner = runner
+        self.limits = limits
+        self.journal = journal
+        self.clock = clock
+
+    def run(self, goal: str, workspace: Path, *, resume_from: int = 0) -> AgentExit:
+        """Run steps until the model finishes or a budget is spent; returns the exit."""
+        state = AgentState(goal=goal, workspace=workspace)
+        started = self.clock()
+        n = resume_from
+        while True:
+            n += 1
+            try:
+                self.check_limits(n, started)
+                self.step(state, n)
+            except AgentExit as exit_:
+                return exit_
+
+    def check_limits(self, n: int, started: float) -> None:
+        if n > self.limits.max_steps:
+            raise LimitsExceeded(f"step budget spent ({self.limits.max_steps} steps) before the goal was reached")
+        if self.clock() - started > self.limits.max_seconds:
+            raise LimitsExceeded(f"time budget spent ({self.limits.max_seconds:.0f}s) before the goal was reached")
+
+    def step(self, state: AgentState, n: int) -> StepRecord:
+        started_at, t0 = datetime.now(timezone.utc), self.clock()
+        timings: dict[str, float] = {}
+        listing = self.observe(state)
+        plan = self.plan(state, n)
+        messages = build_messages(PromptParts(state.goal, listing, state.views, plan.note))
+        timings["observe_s"] = self.clock() - t0
+        scored, prompt_tokens, timings["propose_s"] = self.propose_and_check(messages, plan)
+        chosen = self.score(scored, state)
+        if chosen is None and plan.k == 1:  # greedy repeated itself or failed: sample alternatives
+            more, _, extra_s = self.propose_and_check(messages, Plan(plan.tools, RESAMPLE_K, plan.note))
+            scored, timings["propose_s"] = scored + more, timings["propose_s"] + extra_s
+            chosen = self.score(scored, state)
+        decision = self.gate(chosen)
+        t1 = self.clock()
+        observation = self.act(chosen, scored)
+        timings["act_s"] = self.clock() - t1
+        record = StepRecord(n=n, tool_call=chosen.call.model_dump() if chosen and chosen.call else None,
+                            decision=decision, observation=observation.render(), ok=observation.ok,
+                            candidates=[s.record() for s in scored], prompt_tokens=prompt_tokens,
+                            timings={k: round(v, 4) for k, v in timings.items()}, started_at=started_at,
+                            duration_s=round(self.clock() - t0, 4))
+        self.journal(record)
+        self.verify(chosen, observation, state, record, scored)
+        return record
+
+    def observe(self, state: AgentState) -> str:
+        return workspace_listing(state.workspace)
+
+    def plan(self, state: AgentState, n: int) -> Plan:
+        """Which tools the grammar allows this step. ``finish`` only after a state-changing
+        action succeeded (the default model otherwise 'finishes' a goal it never touched),
+        or on the last step; only ``finish`` once the model repeats a completed action."""
+        if state.force_finish:
+            return Plan(frozenset({"finish"}), 1, "The goal looks done. Finish now.")
+        tools = set(TOOL_ARGS)
+        if not state.changed and n < self.limits.max_steps:
+            tools.discard("finish")
+        return Plan(frozenset(tools), self.limits.k, state.note)
+
+    def propose_and_check(self, messages: list[dict[str, str]], plan: Plan) -> tuple[list[Scored], int, float]:
+        """Propose K candidates under the plan's grammar and validate each again."""
+        t0 = self.clock()
+        try:
+            proposal = self.llm.propose(messages, call_schema(plan.tools), plan.k)
+        except LLMError as exc:
+            failed = Candidate(text="", parsed=None, logprob=float("-inf"), tokens=0, error=f"model error: {exc}")
+            return [Scored(failed, None, failed.error)], 0, self.clock() - t0
+        return [self.check(c, plan) for c in proposal.candidates], proposal.prompt_tokens, self.clock() - t0
+
+    @staticmethod
+    def check(candidate: Candidate, plan: Plan) -> Scored:
+        if candidate.parsed is None:
+            return Scored(candidate, None, candidate.error or "output is not JSON")
+        try:
+            return Scored(candidate, validate_call(candidate.parsed, tools=plan.tools), None)
+        except InvalidToolCall as exc:
+            return Scored(candidate, None, str(exc))
+
+    @staticmethod
+    def score(scored: list[Scored], state: AgentState) -> Scored | None:
+        """Best valid candidate by mean log-probability, never one that repeats a failed
+        call or redoes a completed state-changing call."""
+        fresh = []
+        for s in scored:
+            if s.call is None:
+                continue
+            key = call_key(s.call)
+            if key in state.failed_calls:
+                s.error = "repeats a call that failed"
+            elif key in state.done_changes:
+                s.error = "repeats a completed action"
+            else:
+                fresh.append(s)
+        if not fresh:
+            return None
+        best = max(fresh, key=lambda s: s.candidate.logprob / max(s.candidate.tokens, 1))
+        best.chosen = True
+        return best
+
+    @staticmethod
+    def gate(chosen: Scored | None) -> str:
+        # The policy engine decides here (allow / approve / deny) once it exists.
+        return "allow" if chosen is not None else "none"
+
+    def act(self, chosen: Scored | None, scored: list[Scored]) -> Observation:
+        if chosen is None:
+            reasons = sorted({s.error or "" for s in scored})
+            return Observation(ok=False, output=f"no usable call: {'; '.join(reasons)}")
+        return self.runner.run(chosen.call)
+
+    @staticmethod
+    def verify(chosen: Scored | None, observation: Observation, state: AgentState, record: StepRecord,
+               scored: list[Scored]) -> None:
+        """Update what the loop knows; raise Submitted when the model finished."""
+        if chosen is None:
+            # Offering only to redo completed actions is the model saying it is done.
+            state.force_finish = any(s.error == "repeats a completed action" for s in scored)
+            state.note = "" if state.force_finish else "Try a different call."
+            return
+        call = chosen.call
+        if call.tool == "finish":
+            raise Submitted(call.args["summary"], success=bool(call.args["success"]))
+        key = call_key(call)
+        state.views.append(StepView(call.model_dump(), record.observation))
+        if observation.ok:
+            state.note = ""
+            if call.tool in STATE_CHANGING:
+                state.changed = True
+                state.done_changes.add(key)
+        else:
+            state.failed_calls.add(key)
+            state.note = "That call failed. Try a different call."

@@ -1,0 +1,133 @@
+"""The worker: a member of the one durable pull consumer on TASKS. Each task message is
+acked when its task is finished, nak'd with a delay when infrastructure failed (the task
+did not), and dead-lettered after ``max_deliver`` deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hybrid_agent.agents.loop import AgentExit, AgentLoop, Limits, StepRecord
+from hybrid_agent.agents.sandbox import Sandbox
+from hybrid_agent.agents.tools import ToolRunner
+from hybrid_agent.agents.workspace import WorkspaceNotAllowed, resolve_workspace
+from hybrid_agent.bus.connection import Bus, ConsumerLimits
+from hybrid_agent.bus.consumer import fetch_batches, with_heartbeat
+from hybrid_agent.bus.messages import TaskMessage
+from hybrid_agent.config import Settings
+from hybrid_agent.models.llm.base import LLM
+from hybrid_agent.store import queries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    stream_seq: int
+    count: int
+
+
+class Worker:
+    def __init__(self, *, settings: Settings, bus: Bus, sessions: async_sessionmaker[AsyncSession], llm: LLM,
+                 sandbox: Sandbox) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.sessions = sessions
+        self.llm = llm
+        self.sandbox = sandbox
+        self.limits = ConsumerLimits(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        subscription = await self.bus.worker_subscription(self.limits)
+        async for messages in fetch_batches(subscription, batch=1, stop=stop):
+            for msg in messages:
+                await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            message = TaskMessage.model_validate_json(msg.data)
+        except ValidationError as exc:
+            await self._journal("incident.malformed_task_message", None,
+                                {"error": exc.errors()[0]["msg"], "data": msg.data[:500].decode(errors="replace")})
+            await msg.term()
+            return
+        delivery = Delivery(stream_seq=msg.metadata.sequence.stream, count=msg.metadata.num_delivered)
+        try:
+            await with_heartbeat(msg, self.run_task(message, delivery), interval_s=self.limits.ack_wait_s / 3)
+        except Exception as exc:  # infrastructure, not the task: retry, then dead-letter
+            log.exception("task %s: delivery %d failed", message.task_id, delivery.count)
+            await self._retry_or_dead_letter(msg, message, delivery, exc)
+            return
+        await msg.ack_sync()  # confirmed, so a finished task is not redelivered
+
+    async def run_task(self, message: TaskMessage, delivery: Delivery) -> None:
+        async with self.sessions.begin() as session:
+            task = await queries.get_task(session, task_id=message.task_id)
+            if task is None or task.status in queries.TERMINAL:
+                await queries.add_journal(session, kind="task.duplicate_delivery", task_id=message.task_id,
+                                          detail={"seq": delivery.stream_seq, "deliveries": delivery.count})
+                return
+            goal, requested = task.goal, task.workspace
+            done_steps = len(await queries.get_steps(session, task_id=task.id))
+        try:
+            workspace = resolve_workspace(requested, settings=self.settings, task_id=message.task_id)
+        except WorkspaceNotAllowed as exc:
+            await self._finish(message.task_id, "failed", None, str(exc))
+            return
+        async with self.sessions.begin() as session:
+            await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.name,
+                                     workspace=str(workspace))
+            await queries.add_journal(session, kind="task.delivered", task_id=message.task_id, detail={
+                "stream": "TASKS", "seq": delivery.stream_seq, "deliveries": delivery.count,
+                "isolation": self.sandbox.name, "llm": self.llm.name})
+        exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace).run, goal, workspace,
+                                        resume_from=done_steps)
+        result = {"summary": exit_.summary, "success": exit_.success}
+        await self._finish(message.task_id, exit_.status, result, None if exit_.success else exit_.summary)
+
+    def _agent(self, task_id: str, workspace) -> AgentLoop:  # type: ignore[no-untyped-def]
+        runner = ToolRunner(workspace=workspace, sandbox=self.sandbox, timeout_s=self.settings.tool_timeout_s,
+                            max_output_chars=self.settings.max_output_chars)
+        limits = Limits(max_steps=self.settings.max_steps, max_seconds=self.settings.max_seconds,
+                        k=self.settings.candidates)
+        loop = asyncio.get_running_loop()
+
+        def journal(record: StepRecord) -> None:
+            # Called from the agent's thread: the step is stored before the next one starts.
+            asyncio.run_coroutine_threadsafe(self._save_step(task_id, record), loop).result(timeout=60)
+
+        return AgentLoop(llm=self.llm, runner=runner, limits=limits, journal=journal)
+
+    async def _save_step(self, task_id: str, record: StepRecord) -> None:
+        async with self.sessions.begin() as session:
+            await queries.add_step(session, task_id=task_id, step=record.as_row())
+        trace = {"task_id": task_id, "n": record.n, "tool_call": record.tool_call, "ok": record.ok,
+                 "observation": record.observation[:2000], "duration_s": record.duration_s}
+        await self.bus.publish_trace(task_id, json.dumps(trace).encode())
+
+    async def _finish(self, task_id: str, status: str, result: dict | None, error: str | None) -> None:
+        async with self.sessions.begin() as session:
+            await queries.finish_task(session, task_id=task_id, status=status, result=result, error=error)
+            await queries.add_journal(session, kind="task.finished", task_id=task_id,
+                                      detail={"status": status, "error": error})
+
+    async def _retry_or_dead_letter(self, msg: Msg, message: TaskMessage, delivery: Delivery, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if delivery.count < self.limits.max_deliver:
+            await msg.nak(delay=self.settings.nak_delay_s)
+            return
+        await self.bus.dead_letter(message, reason=reason, deliveries=delivery.count)
+        try:
+            await self._finish(message.task_id, "failed", None, f"dead-lettered after {delivery.count} deliveries: {reason}")
+        finally:
+            await msg.term()
+
+    async def _journal(self, kind: str, task_id: str | None, detail: dict) -> None:
+        async with self.sessions.begin() as session:
+            await queries.add_journal(session, kind=kind, task_id=task_id, detail=detail)

@@ -1,0 +1,74 @@
+"""The FastAPI application. Services (store sessions, bus) are opened in the lifespan
+from the settings, or handed in by a caller that already has them (``up``, tests)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hybrid_agent.api.routes import health, tasks
+from hybrid_agent.bus.connection import Bus
+from hybrid_agent.config import Settings
+from hybrid_agent.store import queries
+from hybrid_agent.store.db import make_engine, make_sessionmaker
+
+
+@dataclass
+class Services:
+    bus: Bus
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.bus, app.state.sessions = services.bus, services.sessions
+            yield
+            return
+        if not settings.nats_url:
+            raise RuntimeError("the API needs HA_NATS_URL (or run `hybrid-agent up`, which starts NATS)")
+        engine = make_engine(settings.database)
+        app.state.sessions = make_sessionmaker(engine)
+        app.state.bus = await Bus.connect(settings.nats_url, name="hybrid-agent-api")
+        try:
+            yield
+        finally:
+            await app.state.bus.close()
+            await engine.dispose()
+
+    app = FastAPI(title="hybrid-agent", version="0.1.0", lifespan=lifespan,
+                  description="Control plane of the hybrid-agent autonomous operations agent.")
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.add_exception_handler(RequestValidationError, _journal_validation_error)
+    app.add_exception_handler(HTTPException, _journal_http_error)
+    return app
+
+
+async def _journal_incident(request: Request, status: int, detail: object) -> None:
+    # The request body is not kept: it may hold secrets. Path, status and the fault are enough.
+    async with request.app.state.sessions.begin() as session:
+        await queries.add_journal(session, kind="incident.rejected_request", detail={
+            "method": request.method, "path": request.url.path, "status": status, "detail": detail,
+            "client": request.client.host if request.client else None})
+
+
+async def _journal_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    fields = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+    await _journal_incident(request, 422, fields)
+    return await request_validation_exception_handler(request, exc)
+
+
+async def _journal_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if 400 <= exc.status_code < 500 and exc.status_code != 404:
+        await _journal_incident(request, exc.status_code, exc.detail)
+    return await http_exception_handler(request, exc)

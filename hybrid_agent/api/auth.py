@@ -1,0 +1,75 @@
+"""Bearer tokens, stored as SHA-256 hashes, with roles viewer < operator < approver < admin."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hybrid_agent.store import queries
+
+ROLES = ("viewer", "operator", "approver", "admin")
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "ha_" + secrets.token_urlsafe(32)
+
+
+async def create_token(sessions: async_sessionmaker[AsyncSession], *, name: str, role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; valid roles: {', '.join(ROLES)}")
+    token = new_token()
+    async with sessions.begin() as session:
+        await queries.add_token(session, name=name, role=role, token_hash=hash_token(token))
+    return token
+
+
+async def ensure_admin_token(sessions: async_sessionmaker[AsyncSession], path: Path) -> str:
+    """The admin token of this data dir: written once (mode 0600) on first start, and
+    registered again if the database was reset."""
+    if path.exists():
+        token = path.read_text().strip()
+        async with sessions.begin() as session:
+            if await queries.find_token(session, token_hash=hash_token(token)) is None:
+                await queries.add_token(session, name="admin", role="admin", token_hash=hash_token(token))
+        return token
+    token = await create_token(sessions, name="admin", role="admin")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def require(role: str):  # type: ignore[no-untyped-def]
+    """A dependency: the caller's token must hold ``role`` or a higher one."""
+    minimum = ROLES.index(role)
+
+    async def dependency(request: Request,
+                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        async with request.app.state.sessions() as session:
+            row = await queries.find_token(session, token_hash=hash_token(credentials.credentials))
+        if row is None:
+            raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if ROLES.index(row.role) < minimum:
+            raise HTTPException(403, f"role {row.role!r} may not do this; needs {role!r} or higher")
+        return Principal(name=row.name, role=row.role)
+
+    return dependency

@@ -1,0 +1,67 @@
+"""Request and response bodies, apart from the database rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    goal: str = Field(min_length=1, max_length=4000, description="what to achieve, in plain language")
+    workspace: str | None = Field(default=None, max_length=4096,
+                                  description="directory to work in; must lie under an allowed root")
+
+
+class TaskCreated(BaseModel):
+    id: str
+    status: str
+
+
+class StepOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    n: int
+    tool_call: dict[str, Any] | None
+    decision: str
+    observation: str
+    ok: bool
+    candidates: list[dict[str, Any]]
+    prompt_tokens: int
+    timings: dict[str, float]
+    started_at: datetime
+    duration_s: float
+
+
+class JournalOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    at: datetime
+    kind: str
+    event_id: str | None
+    detail: dict[str, Any]
+
+
+class TaskSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    goal: str
+    status: str
+    workspace: str | None
+    requested_by: str | None
+    isolation: str | None
+    deliveries: int
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TaskOut(TaskSummary):
+    steps: list[StepOut]
+    journal: list[JournalOut]
+
+
+class ErrorOut(BaseModel):
+    detail: Any

@@ -1,0 +1,1 @@
+"""NATS JetStream: the embedded server, streams and subjects, publishing and consuming."""

@@ -1,0 +1,120 @@
+"""One connection to NATS with JetStream: streams created idempotently, publishes carrying
+``Nats-Msg-Id`` for deduplication, and the durable pull consumers the router and workers share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, PubAck, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from hybrid_agent.bus import subjects
+from hybrid_agent.bus.messages import Event, TaskMessage
+
+DEDUP_WINDOW_S = 120.0
+DAY_S = 86400.0
+
+
+class BusError(Exception):
+    """The bus is unreachable or refused an operation."""
+
+
+@dataclass(frozen=True)
+class ConsumerLimits:
+    ack_wait_s: float
+    max_deliver: int
+
+
+def stream_configs() -> list[StreamConfig]:
+    events = StreamConfig(
+        name=subjects.EVENTS_STREAM, subjects=[subjects.EVENTS_ALL], retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE, max_age=7 * DAY_S, duplicate_window=DEDUP_WINDOW_S, discard=DiscardPolicy.OLD,
+    )
+    # Work-queue retention: a task message is gone once a worker acks it.
+    tasks = StreamConfig(
+        name=subjects.TASKS_STREAM, subjects=[subjects.TASKS_ALL], retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE, duplicate_window=DEDUP_WINDOW_S,
+    )
+    dead = StreamConfig(
+        name=subjects.DEAD_STREAM, subjects=[subjects.DEAD_ALL], retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE, max_age=30 * DAY_S,
+    )
+    return [events, tasks, dead]
+
+
+class Bus:
+    def __init__(self, nc: Client, js: JetStreamContext) -> None:
+        self.nc = nc
+        self.js = js
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str = "hybrid-agent", timeout_s: float = 5.0) -> Bus:
+        try:
+            nc = await nats.connect(url, name=name, connect_timeout=timeout_s, max_reconnect_attempts=-1,
+                                    allow_reconnect=True)
+        except Exception as exc:  # nats raises several unrelated types for "cannot connect"
+            raise BusError(f"cannot connect to NATS at {url}: {exc}") from exc
+        bus = cls(nc, nc.jetstream(timeout=timeout_s))
+        await bus.ensure_streams()
+        return bus
+
+    async def ensure_streams(self) -> None:
+        for config in stream_configs():
+            try:
+                await self.js.stream_info(config.name)
+                await self.js.update_stream(config)
+            except NotFoundError:
+                await self.js.add_stream(config)
+
+    async def publish_event(self, event: Event) -> PubAck:
+        """Publish one event; the ack says its stream sequence and whether JetStream
+        recognised it as a duplicate of one inside the dedup window."""
+        try:
+            return await self.js.publish(
+                subjects.event_subject(event.source, event.kind), event.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": event.dedup_key},
+            )
+        except Exception as exc:
+            raise BusError(f"publishing event {event.id} failed: {exc}") from exc
+
+    async def publish_tasks(self, messages: Sequence[TaskMessage]) -> list[PubAck]:
+        """Publish tasks concurrently and wait for every ack; the task id is the dedup key."""
+        futures = [
+            await self.js.publish_async(
+                subjects.task_subject(message.queue), message.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": f"task:{message.task_id}"},
+            )
+            for message in messages
+        ]
+        return list(await asyncio.gather(*futures))
+
+    async def dead_letter(self, message: TaskMessage, *, reason: str, deliveries: int) -> None:
+        await self.js.publish(
+            subjects.dead_task_subject(message.queue), message.model_dump_json().encode(),
+            headers={"HA-Reason": reason[:500], "HA-Deliveries": str(deliveries)},
+        )
+
+    async def publish_trace(self, task_id: str, payload: bytes) -> None:
+        """Live step traces are ephemeral (core NATS); the store keeps the journal."""
+        await self.nc.publish(subjects.trace_subject(task_id), payload)
+
+    async def router_subscription(self) -> JetStreamContext.PullSubscription:
+        config = ConsumerConfig(durable_name=subjects.ROUTER_DURABLE, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0,
+                                max_ack_pending=20000)
+        return await self.js.pull_subscribe(subjects.EVENTS_ALL, durable=subjects.ROUTER_DURABLE,
+                                            stream=subjects.EVENTS_STREAM, config=config)
+
+    async def worker_subscription(self, limits: ConsumerLimits) -> JetStreamContext.PullSubscription:
+        config = ConsumerConfig(durable_name=subjects.WORKERS_DURABLE, ack_policy=AckPolicy.EXPLICIT,
+                                ack_wait=limits.ack_wait_s, max_deliver=limits.max_deliver, max_ack_pending=1000)
+        return await self.js.pull_subscribe(subjects.TASKS_ALL, durable=subjects.WORKERS_DURABLE,
+                                            stream=subjects.TASKS_STREAM, config=config)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()

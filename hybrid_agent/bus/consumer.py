@@ -1,0 +1,50 @@
+"""Pull-consumer plumbing: bounded fetches until a stop event, and heartbeats that keep a
+long-running message's lease."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+T = TypeVar("T")
+
+
+async def fetch_batches(
+    subscription: JetStreamContext.PullSubscription, *, batch: int, stop: asyncio.Event, wait_s: float = 1.0
+) -> AsyncIterator[list[Msg]]:
+    """Yield non-empty batches until ``stop`` is set; each fetch waits at most ``wait_s``."""
+    while not stop.is_set():
+        try:
+            messages = await subscription.fetch(batch, timeout=wait_s)
+        except nats.errors.TimeoutError:
+            continue
+        except nats.errors.ConnectionClosedError:
+            return
+        if messages:
+            yield messages
+
+
+async def with_heartbeat(msg: Msg, work: Awaitable[T], *, interval_s: float) -> T:
+    """Run ``work`` while telling JetStream every ``interval_s`` that the message is in
+    progress, so a long step does not lose its lease and get redelivered to another worker."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(Exception):  # a missed beat only risks a redelivery
+                await msg.in_progress()
+
+    heartbeat = asyncio.create_task(beat())
+    try:
+        return await work
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+

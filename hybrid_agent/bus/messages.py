@@ -1,0 +1,36 @@
+"""What travels on the bus. Subjects carry the routing; payloads are these models as JSON."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Event(BaseModel):
+    """Something happened: a user submission, a file change, a schedule, a webhook."""
+
+    id: str = Field(default_factory=new_id)
+    source: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,79}$")
+    # The JetStream Nats-Msg-Id and the store's unique key: the same key is one event.
+    dedup_key: str = Field(default="", max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def model_post_init(self, _context: Any) -> None:
+        if not self.dedup_key:
+            self.dedup_key = f"{self.source}:{self.id}"
+
+
+class TaskMessage(BaseModel):
+    """A task to run; the task itself lives in the store, keyed by id."""
+
+    task_id: str
+    queue: str = "default"

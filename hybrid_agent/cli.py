@@ -1,0 +1,202 @@
+"""The ``hybrid-agent`` command. Each subcommand is a short function; errors a person can
+fix are printed as one line (exit 2), never as a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from hybrid_agent.config import Settings
+
+
+class CLIError(Exception):
+    """A message for the person at the terminal."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args)
+        sys.exit(args.handler(args, settings) or 0)
+    except CLIError as exc:
+        print(f"hybrid-agent: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "port", None):
+        overrides["api_port"] = args.port
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise CLIError(f"bad setting HA_{str(first['loc'][0]).upper()}: {first['msg']}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybrid-agent", description="Event-driven autonomous operations agent.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help_: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--data-dir", type=Path, help="state directory (default: HA_DATA_DIR or ~/.hybrid-agent)")
+        p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+        p.set_defaults(handler=handler)
+        return p
+
+    up = command("up", cmd_up, "run NATS (embedded unless HA_NATS_URL), the API, the router and a worker")
+    up.add_argument("--port", type=int, help="API port (default: HA_API_PORT or 8600)")
+    api = command("api", cmd_api, "run the API server (needs HA_NATS_URL)")
+    api.add_argument("--port", type=int)
+    command("worker", cmd_worker, "run a worker (needs HA_NATS_URL)")
+    command("router", cmd_router, "run the event router (needs HA_NATS_URL)")
+
+    submit = command("submit", cmd_submit, "submit a task to a running API")
+    submit.add_argument("goal", help="what to achieve, in plain language")
+    submit.add_argument("--workspace", help="directory to work in (under an allowed root)")
+    submit.add_argument("--wait", action="store_true", help="print the trace as it happens and wait for the end")
+    submit.add_argument("--json", action="store_true", help="print the task as JSON")
+    submit.add_argument("--url", help="API URL (default: from HA_API_HOST/HA_API_PORT)")
+    submit.add_argument("--token", help="API token (default: HA_TOKEN, else the data dir's admin.token)")
+    submit.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait")
+
+    bench = command("bench", cmd_bench, "run a benchmark and print its ratios")
+    bench.add_argument("which", choices=["bus"], help="bus: event -> router -> task -> consumer vs raw JetStream")
+    bench.add_argument("--events", type=int, default=5000)
+    bench.add_argument("--database-url", help="store for the benchmark (default: SQLite in a temp dir)")
+    return parser
+
+
+def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool) -> None:
+    from hybrid_agent import runtime  # heavy imports (torch) only for commands that serve
+
+    async def serve(configured: Settings) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with runtime.services(configured, name="hybrid-agent-" + "-".join(sorted(components))) as svc:
+            if "api" in components:
+                from hybrid_agent.api.auth import ensure_admin_token
+                await ensure_admin_token(svc.sessions, configured.admin_token_file)
+                print(f"console: {configured.api_url}/   (admin token in {configured.admin_token_file})", flush=True)
+            jobs = []
+            if "api" in components:
+                jobs.append(runtime.serve_api(configured, svc, stop))
+            if "router" in components:
+                jobs.append(runtime.run_router(svc, stop))
+            if "worker" in components:
+                jobs.append(runtime.run_worker(configured, svc, stop))
+            await runtime.run_until_stopped(stop, *jobs)
+
+    configured_ctx = runtime.nats_for(settings, embedded_ok=embedded_ok)
+    with configured_ctx as configured:
+        if embedded_ok and not settings.nats_url:
+            print(f"nats: embedded JetStream at {configured.nats_url} (store {settings.data_dir / 'jetstream'})", flush=True)
+        asyncio.run(serve(configured))
+    print("stopped", flush=True)
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _run_services(settings, {"api", "router", "worker"}, embedded_ok=True)
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
+    _run_services(settings, {"api"}, embedded_ok=False)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
+    _run_services(settings, {"worker"}, embedded_ok=False)
+
+
+def cmd_router(args: argparse.Namespace, settings: Settings) -> None:
+    _run_services(settings, {"router"}, embedded_ok=False)
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> httpx.Client:
+    token = args.token or settings.token
+    if not token:
+        if not settings.admin_token_file.exists():
+            raise CLIError(f"no token: pass --token, set HA_TOKEN, or run `hybrid-agent up` (writes {settings.admin_token_file})")
+        token = settings.admin_token_file.read_text().strip()
+    return httpx.Client(base_url=args.url or settings.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise CLIError(f"cannot reach the API at {client.base_url}: {exc} (is `hybrid-agent up` running?)") from exc
+    if response.status_code >= 400:
+        raise CLIError(f"{method} {path} -> {response.status_code}: {response.json().get('detail')}")
+    return response.json()
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    workspace = str(Path(args.workspace).expanduser().absolute()) if args.workspace else None
+    with _client(args, settings) as client:
+        created = _request(client, "POST", "/api/tasks", json={"goal": args.goal, "workspace": workspace})
+        if not args.wait:
+            print(json.dumps(created) if args.json else f"task {created['id']} {created['status']}")
+            return 0
+        if not args.json:
+            print(f"task {created['id']} queued", flush=True)
+        task = _follow(client, created["id"], timeout_s=args.timeout, echo=not args.json)
+    if args.json:
+        print(json.dumps(task, indent=2))
+    else:
+        result = task.get("result") or {}
+        print(f"{task['status']}: {result.get('summary') or task.get('error') or ''}")
+    return 0 if task["status"] == "succeeded" else 1
+
+
+def _follow(client: httpx.Client, task_id: str, *, timeout_s: float, echo: bool) -> dict[str, Any]:
+    """Poll the task, printing each new step, until it ends or ``timeout_s`` passes."""
+    shown, deadline, status = 0, time.monotonic() + timeout_s, ""
+    while True:
+        task = _request(client, "GET", f"/api/tasks/{task_id}")
+        if echo and task["status"] != status:
+            status = task["status"]
+            print(f"  [{status}]", flush=True)
+        for step in task["steps"][shown:]:
+            if echo:
+                print(_render_step(step), flush=True)
+        shown = len(task["steps"])
+        if task["status"] not in ("queued", "running"):
+            return task
+        if time.monotonic() > deadline:
+            raise CLIError(f"task {task_id} still {task['status']} after {timeout_s:.0f}s")
+        time.sleep(0.5)
+
+
+def _render_step(step: dict[str, Any]) -> str:
+    call = json.dumps(step["tool_call"]) if step["tool_call"] else "(no call)"
+    mark = "ok" if step["ok"] else "FAILED"
+    output = "\n".join("      " + line for line in step["observation"].splitlines()[:12])
+    return f"  step {step['n']} {mark} ({step['duration_s']:.1f}s) {call}\n{output}"
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.eval.bus_bench import run_bus_benchmark
+
+    result = asyncio.run(run_bus_benchmark(events=args.events, database_url=args.database_url))
+    print(json.dumps(result))

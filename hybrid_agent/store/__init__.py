@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy rows, the only place with SQL, and Alembic migrations."""

@@ -1,0 +1,139 @@
+"""Every SQL statement of the project. Keyword-only functions that take the session; the
+caller owns the transaction (``async with sessionmaker.begin() as session``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hybrid_agent.store.tables import EventRow, JournalRow, StepRow, TaskRow, TokenRow, utcnow
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
+
+
+def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
+    return insert(table).values(list(rows)).on_conflict_do_nothing()
+
+
+async def insert_events_and_tasks(
+    session: AsyncSession, *, events: Sequence[dict[str, Any]], tasks: Sequence[dict[str, Any]]
+) -> list[TaskRow]:
+    """Insert events and their tasks, ignoring ones already stored (redelivery, duplicate
+    dedup key). Returns those of ``tasks`` that are still queued, so a caller that crashed
+    between commit and publish republishes them on redelivery."""
+    if events:
+        await session.execute(_insert_ignoring_duplicates(session, EventRow, events))
+        # An event whose dedup key was stored under another id (a duplicate from outside
+        # JetStream's window) was not inserted: its task must not be either.
+        stored = set(await session.scalars(select(EventRow.id).where(EventRow.id.in_([e["id"] for e in events]))))
+        tasks = [task for task in tasks if task.get("event_id") is None or task["event_id"] in stored]
+    if tasks:
+        rows = [{"deliveries": 0, "created_at": utcnow(), **task} for task in tasks]
+        await session.execute(_insert_ignoring_duplicates(session, TaskRow, rows))
+    ids = [task["id"] for task in tasks]
+    if not ids:
+        return []
+    result = await session.scalars(select(TaskRow).where(TaskRow.id.in_(ids), TaskRow.status == "queued"))
+    return list(result)
+
+
+async def event_exists(session: AsyncSession, *, dedup_key: str) -> bool:
+    return (await session.scalar(select(EventRow.id).where(EventRow.dedup_key == dedup_key))) is not None
+
+
+async def mark_events_published(session: AsyncSession, *, event_ids: Sequence[str], at: datetime) -> None:
+    await session.execute(
+        update(EventRow).where(EventRow.id.in_(list(event_ids)), EventRow.published_at.is_(None)).values(published_at=at)
+    )
+
+
+async def add_journal(
+    session: AsyncSession, *, kind: str, detail: dict[str, Any], task_id: str | None = None, event_id: str | None = None
+) -> None:
+    session.add(JournalRow(kind=kind, detail=detail, task_id=task_id, event_id=event_id, at=utcnow()))
+
+
+async def add_journal_many(session: AsyncSession, *, entries: Sequence[dict[str, Any]]) -> None:
+    if entries:
+        await session.execute(JournalRow.__table__.insert(), [{"at": utcnow(), **entry} for entry in entries])
+
+
+async def journal_for_task(session: AsyncSession, *, task_id: str, event_id: str | None) -> list[JournalRow]:
+    clause = JournalRow.task_id == task_id
+    if event_id:
+        clause = clause | (JournalRow.event_id == event_id)
+    return list(await session.scalars(select(JournalRow).where(clause).order_by(JournalRow.id)))
+
+
+async def journal_of_kind(session: AsyncSession, *, kind: str, limit: int = 100) -> list[JournalRow]:
+    query = select(JournalRow).where(JournalRow.kind == kind).order_by(JournalRow.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def get_task(session: AsyncSession, *, task_id: str) -> TaskRow | None:
+    return await session.get(TaskRow, task_id)
+
+
+async def list_tasks(session: AsyncSession, *, status: str | None = None, limit: int = 100) -> list[TaskRow]:
+    query = select(TaskRow).order_by(TaskRow.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(TaskRow.status == status)
+    return list(await session.scalars(query))
+
+
+async def count_tasks(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(TaskRow)) or 0)
+
+
+async def get_steps(session: AsyncSession, *, task_id: str) -> list[StepRow]:
+    return list(await session.scalars(select(StepRow).where(StepRow.task_id == task_id).order_by(StepRow.n)))
+
+
+async def start_task(session: AsyncSession, *, task_id: str, isolation: str, workspace: str) -> TaskRow | None:
+    """Mark a delivered task running; None when it is unknown or already finished (a
+    duplicate delivery, which the caller acks and drops)."""
+    task = await session.get(TaskRow, task_id, with_for_update=session.bind.dialect.name != "sqlite")
+    if task is None or task.status in TERMINAL:
+        return None
+    task.status = "running"
+    task.isolation = isolation
+    task.workspace = workspace
+    task.deliveries += 1
+    task.started_at = task.started_at or utcnow()
+    return task
+
+
+async def add_step(session: AsyncSession, *, task_id: str, step: dict[str, Any]) -> None:
+    """Journal one step; a step number already journaled (redelivery) is kept as it was."""
+    await session.execute(_insert_ignoring_duplicates(session, StepRow, [{"task_id": task_id, **step}]))
+
+
+async def finish_task(
+    session: AsyncSession, *, task_id: str, status: str, result: dict[str, Any] | None, error: str | None
+) -> None:
+    await session.execute(
+        update(TaskRow)
+        .where(TaskRow.id == task_id)
+        .values(status=status, result=result, error=error, finished_at=utcnow())
+    )
+
+
+async def add_token(session: AsyncSession, *, name: str, role: str, token_hash: str) -> None:
+    session.add(TokenRow(name=name, role=role, token_hash=token_hash, created_at=utcnow()))
+
+
+async def find_token(session: AsyncSession, *, token_hash: str) -> TokenRow | None:
+    query = select(TokenRow).where(TokenRow.token_hash == token_hash, TokenRow.revoked_at.is_(None))
+    return await session.scalar(query)
+
+
+async def task_for_dedup_key(session: AsyncSession, *, dedup_key: str) -> str:
+    query = select(TaskRow.id).join(EventRow, TaskRow.event_id == EventRow.id).where(EventRow.dedup_key == dedup_key)
+    return str(await session.scalar(query))

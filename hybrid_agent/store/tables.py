@@ -1,0 +1,86 @@
+"""Database rows. Schemas exposed over the API live in ``api/schemas.py``, apart from these."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The outbox: set once JetStream has acknowledged the publish.
+    published_at: Mapped[datetime | None]
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(ForeignKey("events.id"), index=True)
+    goal: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    workspace: Mapped[str | None] = mapped_column(Text)
+    queue: Mapped[str] = mapped_column(String(40), default="default")
+    requested_by: Mapped[str | None] = mapped_column(String(80))
+    isolation: Mapped[str | None] = mapped_column(String(40))
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class StepRow(Base):
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("task_id", "n"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
+    n: Mapped[int] = mapped_column(Integer)
+    tool_call: Mapped[dict[str, Any] | None]
+    decision: Mapped[str] = mapped_column(String(24))
+    observation: Mapped[str] = mapped_column(Text)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    candidates: Mapped[list[Any]]
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    timings: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime]
+    duration_s: Mapped[float] = mapped_column(Float)
+
+
+class JournalRow(Base):
+    """What happened, in order: bus hops, incidents, decisions. Append-only."""
+
+    __tablename__ = "journal"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(60), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]]
+
+
+class TokenRow(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

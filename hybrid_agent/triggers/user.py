@@ -1,0 +1,45 @@
+"""The user trigger: a REST or CLI submission becomes a ``user`` event. The event and its
+queued task are stored first (the outbox), so the submitter gets a task id it can read at
+once; then the event is published and the router takes it from there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hybrid_agent.bus.connection import Bus
+from hybrid_agent.bus.messages import Event, new_id
+from hybrid_agent.store import queries
+from hybrid_agent.store.tables import utcnow
+from hybrid_agent.triggers.rules import default_rule, event_row
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_id: str
+    event_id: str
+    duplicate: bool
+
+
+async def submit(
+    bus: Bus, sessions: async_sessionmaker[AsyncSession], *, goal: str, workspace: str | None, requested_by: str,
+    idempotency_key: str | None = None,
+) -> Submission:
+    event = Event(source="user", kind="task", payload={
+        "goal": goal, "workspace": workspace, "task_id": new_id(), "requested_by": requested_by,
+    })
+    if idempotency_key:
+        event.dedup_key = f"user:{requested_by}:{idempotency_key}"
+    task = default_rule(event)
+    async with sessions.begin() as session:
+        if await queries.event_exists(session, dedup_key=event.dedup_key):
+            existing = await queries.task_for_dedup_key(session, dedup_key=event.dedup_key)
+            return Submission(task_id=existing, event_id="", duplicate=True)
+        await queries.insert_events_and_tasks(session, events=[event_row(event)], tasks=[task])
+    ack = await bus.publish_event(event)
+    async with sessions.begin() as session:
+        await queries.mark_events_published(session, event_ids=[event.id], at=utcnow())
+        await queries.add_journal(session, kind="event.published", event_id=event.id, task_id=task["id"],
+                                  detail={"stream": ack.stream, "seq": ack.seq, "source": "user"})
+    return Submission(task_id=task["id"], event_id=event.id, duplicate=False)

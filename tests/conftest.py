@@ -1,0 +1,89 @@
+"""Service fixtures. PostgreSQL, Redis and the system NATS are real services on loopback;
+a test that needs one fails (never skips) when it is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from nats.js.errors import NotFoundError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hybrid_agent.bus import subjects
+from hybrid_agent.bus.connection import Bus
+from hybrid_agent.bus.embedded import EmbeddedNats
+from hybrid_agent.config import Settings
+from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
+
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+SYSTEM_NATS_URL = "nats://127.0.0.1:4222"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", max_steps=6, tool_timeout_s=10)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the ``test`` database, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{POSTGRES_DSN}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(migrate, database_url)
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def embedded_nats(tmp_path: Path) -> Iterator[str]:
+    with EmbeddedNats(tmp_path / "jetstream") as server:
+        yield server.url
+
+
+async def _reset_streams(url: str) -> None:
+    bus = await Bus.connect(url)
+    for stream in (subjects.EVENTS_STREAM, subjects.TASKS_STREAM, subjects.DEAD_STREAM):
+        try:
+            await bus.js.delete_stream(stream)
+        except NotFoundError:
+            pass
+    await bus.close()
+
+
+@pytest.fixture
+def system_nats() -> str:
+    """The machine's NATS at 127.0.0.1:4222, with this project's streams reset."""
+    asyncio.run(_reset_streams(SYSTEM_NATS_URL))
+    return SYSTEM_NATS_URL
+
+
+@pytest.fixture(params=["embedded", "system"])
+def nats_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("embedded_nats" if request.param == "embedded" else "system_nats")
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    connected = await Bus.connect(nats_url)
+    yield connected
+    await connected.close()

@@ -1,0 +1,60 @@
+"""The router turns events into stored, queued tasks on TASKS, once per event."""
+
+import asyncio
+
+from hybrid_agent.bus.connection import Bus, ConsumerLimits
+from hybrid_agent.bus.consumer import fetch_batches
+from hybrid_agent.bus.messages import Event, TaskMessage
+from hybrid_agent.store import queries
+from hybrid_agent.triggers.router import Router
+
+
+async def route_everything(router: Router, bus: Bus, expected: int) -> None:
+    sub = await bus.router_subscription()
+    stop = asyncio.Event()
+    seen = 0
+    async for batch in fetch_batches(sub, batch=100, stop=stop, wait_s=1.0):
+        await router.handle(batch)
+        seen += len(batch)
+        if seen >= expected:
+            stop.set()
+
+
+async def queued_task_ids(bus: Bus) -> list[str]:
+    sub = await bus.worker_subscription(ConsumerLimits(ack_wait_s=30, max_deliver=3))
+    msgs = await sub.fetch(100, timeout=1)
+    for msg in msgs:
+        await msg.ack()
+    return [TaskMessage.model_validate_json(m.data).task_id for m in msgs]
+
+
+async def test_publishing_the_same_event_twice_creates_one_task(bus, sessions):
+    event = Event(source="user", kind="task", payload={"goal": "tidy up"})
+    await bus.publish_event(event)
+    await bus.publish_event(event)
+    await route_everything(Router(bus, sessions), bus, expected=1)
+    async with sessions() as session:
+        assert await queries.count_tasks(session) == 1
+    assert len(await queued_task_ids(bus)) == 1
+
+
+async def test_a_redelivered_event_republishes_its_task_once(bus, sessions):
+    event = Event(source="user", kind="task", payload={"goal": "tidy up"})
+    await bus.publish_event(event)
+    sub = await bus.router_subscription()
+    (msg,) = await sub.fetch(1, timeout=2)
+    router = Router(bus, sessions)
+    await router.route([(msg, event)])  # stored and published, but the ack never happened
+    await msg.nak()
+    await route_everything(router, bus, expected=1)
+    async with sessions() as session:
+        assert await queries.count_tasks(session) == 1
+    assert len(await queued_task_ids(bus)) == 1
+
+
+async def test_a_malformed_event_is_journaled_and_dropped(bus, sessions):
+    await bus.js.publish("ha.events.user.task", b"{not json")
+    await route_everything(Router(bus, sessions), bus, expected=1)
+    async with sessions() as session:
+        incidents = await queries.journal_of_kind(session, kind="incident.malformed_event")
+    assert len(incidents) == 1 and incidents[0].detail["data"] == "{not json"
