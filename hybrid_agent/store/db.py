@@ -40,7 +40,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 def make_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        # One connection per process: SQLite has one writer at a time, and writers that
+        # contend through its busy handler sleep for milliseconds; queueing in the pool doesn't.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -17,9 +17,10 @@ from hybrid_agent.store.tables import EventRow, JournalRow, StepRow, TaskRow, To
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 
 
-def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
+async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]) -> None:
+    # executemany with one cached statement: a multi-VALUES statement is recompiled per batch.
     insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
-    return insert(table).values(list(rows)).on_conflict_do_nothing()
+    await session.execute(insert(table).on_conflict_do_nothing(), list(rows))
 
 
 async def insert_events_and_tasks(
@@ -29,14 +30,14 @@ async def insert_events_and_tasks(
     dedup key). Returns those of ``tasks`` that are still queued, so a caller that crashed
     between commit and publish republishes them on redelivery."""
     if events:
-        await session.execute(_insert_ignoring_duplicates(session, EventRow, events))
+        await _insert_ignoring_duplicates(session, EventRow, events)
         # An event whose dedup key was stored under another id (a duplicate from outside
         # JetStream's window) was not inserted: its task must not be either.
         stored = set(await session.scalars(select(EventRow.id).where(EventRow.id.in_([e["id"] for e in events]))))
         tasks = [task for task in tasks if task.get("event_id") is None or task["event_id"] in stored]
     if tasks:
         rows = [{"deliveries": 0, "created_at": utcnow(), **task} for task in tasks]
-        await session.execute(_insert_ignoring_duplicates(session, TaskRow, rows))
+        await _insert_ignoring_duplicates(session, TaskRow, rows)
     ids = [task["id"] for task in tasks]
     if not ids:
         return []
@@ -112,7 +113,7 @@ async def start_task(session: AsyncSession, *, task_id: str, isolation: str, wor
 
 async def add_step(session: AsyncSession, *, task_id: str, step: dict[str, Any]) -> None:
     """Journal one step; a step number already journaled (redelivery) is kept as it was."""
-    await session.execute(_insert_ignoring_duplicates(session, StepRow, [{"task_id": task_id, **step}]))
+    await _insert_ignoring_duplicates(session, StepRow, [{"task_id": task_id, **step}])
 
 
 async def finish_task(

@@ -176,9 +176,11 @@ class TransformersLLM:
         self._compiler = xgr.GrammarCompiler(tokenizer_info, cache_enabled=True)
         self._vocab_size = tokenizer_info.vocab_size
         self._stop_ids = set(tokenizer_info.stop_token_ids)
+        parameters = inspect.signature(self.model.forward).parameters
+        # transformers 5.24 renamed past_key_values to cache (the old name warns until 5.40).
+        self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
         # Asking for the last position's logits only spares a (prompt x vocab) matrix.
-        accepts_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        self._forward_kwargs: dict[str, Any] = {"logits_to_keep": 1} if accepts_keep else {}
+        self._forward_kwargs: dict[str, Any] = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
 
     @classmethod
     def default(cls, cache_dir: Path, **kwargs: Any) -> TransformersLLM:
@@ -209,29 +211,27 @@ class TransformersLLM:
     def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
-        started = time.perf_counter()
         with self._lock, torch.inference_mode():
+            started = time.perf_counter()
             try:
-                prompt = self.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-                )["input_ids"]
                 grammar = self._compiler.compile_json_schema(
                     json.dumps(schema), any_whitespace=False, separators=SEPARATORS
                 )
+                grammar_seconds = time.perf_counter() - started
+                prompt = self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                )["input_ids"]
                 budget = self.budget(schema)
                 candidates, info = self._decode(prompt, grammar, k, budget)
             except Exception as exc:
                 raise LLMError(f"{self.name}: decoding failed: {exc}") from exc
-        info["max_new_tokens"] = budget
-        return Proposal(
-            candidates=candidates,
-            prompt_tokens=prompt.shape[1],
-            seconds=time.perf_counter() - started,
-            info=info,
-        )
+            seconds = time.perf_counter() - started
+        info.update(max_new_tokens=budget, grammar_seconds=grammar_seconds)
+        return Proposal(candidates=candidates, prompt_tokens=prompt.shape[1], seconds=seconds, info=info)
 
     def _forward(self, input_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **self._forward_kwargs)
+        kwargs = {self._cache_kwarg: cache, **self._forward_kwargs}
+        out = self.model(input_ids=input_ids, use_cache=True, **kwargs)
         return out.logits[:, -1, :].float()
 
     def _decode(

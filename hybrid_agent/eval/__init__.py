@@ -1,0 +1,1 @@
+"""Measurement: benchmarks now; task packs, the eval runner and ablations later."""

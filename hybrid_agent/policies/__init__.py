@@ -1,0 +1,1 @@
+"""Pure decisions: tool schemas (policy rules and risk classes later)."""

@@ -1,0 +1,196 @@
+"""The transformers LLM backend: K schema-constrained candidates per call, greedy when K == 1,
+seeded sampling otherwise, and the spec registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from hybrid_agent.models.llm import LLMError, load_llm
+from hybrid_agent.models.llm.transformers_backend import (
+    SEPARATORS,
+    UNBOUNDED_BUDGET,
+    TransformersLLM,
+    convert_gguf,
+    default_gguf,
+    max_json_bytes,
+)
+from hybrid_agent.policies.tool_schema import (
+    CONTENT_MAX,
+    PATH_MAX,
+    SUMMARY_MAX,
+    call_schema,
+    validate_call,
+)
+
+# Outside tmp so that the ~20 s GGUF conversion happens once per checkout (git-ignored).
+CACHE = Path(__file__).parents[2] / ".cache" / "models"
+
+SYSTEM = (
+    "You are an operations agent in a Linux workspace. Answer with exactly one tool call as "
+    'JSON: {"tool": NAME, "args": {...}}. Tools: shell {cmd}, read_file {path}, '
+    "write_file {path, content}, list_dir {path}, finish {summary, success}."
+)
+TASKS = [
+    "List the files in the workspace.",
+    "Show the contents of config.yaml.",
+    "Check how much disk space is free.",
+    "Create a file notes.txt that says hello.",
+    "The tests pass now; report that the task is done.",
+]
+
+
+def chat(task: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": task}]
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return convert_gguf(default_gguf(), CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-layer llama with random weights and SmolLM2's tokenizer: fast, and as far from
+    producing JSON on its own as a model gets."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir: Path) -> TransformersLLM:
+    llm = load_llm(f"transformers:{tiny_dir}", cache_dir=CACHE)
+    assert isinstance(llm, TransformersLLM)
+    return llm
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> TransformersLLM:
+    llm = load_llm("transformers:default", cache_dir=CACHE, seed=7)
+    assert isinstance(llm, TransformersLLM)
+    return llm
+
+
+# --- registry -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["bogus:x", "transformers", "transformers:", "openai:http://x#m"])
+def test_an_unknown_spec_is_a_value_error_listing_the_valid_forms(spec: str) -> None:
+    with pytest.raises(ValueError, match="transformers:default.*transformers:PATH"):
+        load_llm(spec, cache_dir=CACHE)
+
+
+def test_a_missing_model_directory_is_an_llm_error(tmp_path: Path) -> None:
+    with pytest.raises(LLMError) as info:
+        load_llm(f"transformers:{tmp_path / 'absent'}", cache_dir=CACHE)
+    assert info.value.__cause__ is not None
+
+
+# --- token budget ---------------------------------------------------------------------
+
+
+def test_the_budget_covers_the_longest_valid_call() -> None:
+    longest = {
+        "tool": "write_file",
+        "args": {"path": "é" * PATH_MAX, "content": "\U0001f600" * CONTENT_MAX},
+    }
+    text = json.dumps(longest, ensure_ascii=False, separators=SEPARATORS)
+    bound = max_json_bytes(call_schema())
+    assert bound is not None and len(text.encode()) <= bound
+    finish = json.dumps(
+        {"tool": "finish", "args": {"summary": "x" * SUMMARY_MAX, "success": False}}, separators=SEPARATORS
+    )
+    assert len(finish) <= max_json_bytes(call_schema(frozenset({"finish"})))  # type: ignore[operator]
+
+
+def test_an_unbounded_schema_gets_the_fallback_budget(tiny: TransformersLLM) -> None:
+    schema = {"type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"]}
+    assert max_json_bytes(schema) is None
+    assert tiny.budget(schema) == UNBOUNDED_BUDGET
+    assert tiny.budget(call_schema()) == max_json_bytes(call_schema()) + 1  # type: ignore[operator]
+
+
+# --- decoding, on a tiny random model -------------------------------------------------
+
+
+@pytest.mark.parametrize("tools", [None, frozenset({"shell", "finish"})])
+def test_random_weights_still_give_k_valid_calls(tiny: TransformersLLM, tools: frozenset[str] | None) -> None:
+    proposal = tiny.propose(chat(TASKS[0]), call_schema(tools), k=6)
+    assert len(proposal.candidates) == 6
+    assert proposal.prompt_tokens > 0 and proposal.seconds > 0
+    for candidate in proposal.candidates:
+        assert candidate.error is None, candidate.text
+        assert candidate.parsed == json.loads(candidate.text, strict=False)
+        validate_call(candidate.parsed, tools=tools)
+        assert candidate.tokens > 0 and candidate.logprob < 0
+
+
+def test_greedy_is_deterministic(tiny: TransformersLLM) -> None:
+    first, second = (tiny.propose(chat(TASKS[1]), call_schema(), k=1).candidates for _ in range(2))
+    assert first == second
+
+
+def test_sampling_is_reproducible_from_the_seed(tiny_dir: Path) -> None:
+    def sample(seed: int) -> list[str]:
+        llm = TransformersLLM(tiny_dir, seed=seed)
+        return [c.text for c in llm.propose(chat(TASKS[2]), call_schema(), k=4).candidates]
+
+    assert sample(1) == sample(1)
+    assert sample(1) != sample(2)
+
+
+def test_a_call_cut_short_comes_back_unparsed_with_the_reason(tiny_dir: Path) -> None:
+    llm = TransformersLLM(tiny_dir, max_new_tokens=5)
+    proposal = llm.propose(chat(TASKS[0]), call_schema(), k=3)
+    assert proposal.info["max_new_tokens"] == 5
+    for candidate in proposal.candidates:
+        assert candidate.parsed is None and candidate.tokens == 5
+        assert candidate.error is not None and "cut short" in candidate.error
+
+
+# --- the real default model -----------------------------------------------------------
+
+
+@pytest.mark.llm
+def test_forty_sampled_calls_are_all_valid(smollm2: TransformersLLM) -> None:
+    for task in TASKS:
+        proposal = smollm2.propose(chat(task), call_schema(), k=8)
+        for candidate in proposal.candidates:
+            assert candidate.error is None, (task, candidate.text, candidate.error)
+            validate_call(candidate.parsed)
+
+
+@pytest.mark.llm
+def test_greedy_on_the_default_model_is_deterministic(smollm2: TransformersLLM) -> None:
+    first, second = (smollm2.propose(chat(TASKS[0]), call_schema(), k=1) for _ in range(2))
+    assert first.candidates == second.candidates
+    validate_call(first.candidates[0].parsed)
+
+
+@pytest.mark.llm
+def test_the_cached_conversion_has_the_gguf_models_logits(smollm2: TransformersLLM) -> None:
+    gguf = default_gguf()
+    original = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    ids = smollm2.tokenizer("ls -la /var/log", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        assert torch.equal(original(input_ids=ids).logits, smollm2.model(input_ids=ids).logits)
