@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     workspace_roots: list[Path] = Field(default_factory=list, description="allowed workspace roots")
+    model_cache: Path | None = Field(default=None, description="converted model weights; default <data dir>/models")
     sandbox: str = Field(default="rlimit", description="tool isolation: rlimit")
     token: str | None = Field(default=None, description="API token the CLI client sends")
 
@@ -59,7 +60,7 @@ class Settings(BaseSettings):
 
     @property
     def model_cache_dir(self) -> Path:
-        return self.data_dir / "models"
+        return (self.model_cache or self.data_dir / "models").expanduser()
 
     @property
     def admin_token_file(self) -> Path:

@@ -1,6 +1,6 @@
-"""The chat prompt for one step: tool descriptions, worked examples on tasks unlike real
-goals (so the model learns the format, not the commands), the goal with the workspace
-listing, and the steps so far. Built to fit a budget of characters; what was dropped is
+"""The chat prompt for one step: tool descriptions, one-call examples on names unlike real
+goals (so the model learns the format and the fitting tool, not a goal's commands), the
+goal with the workspace listing, and the steps so far. Built to fit a budget of characters; what was dropped is
 said in the prompt itself."""
 
 from __future__ import annotations
@@ -9,32 +9,26 @@ import json
 from dataclasses import dataclass
 
 SYSTEM = (
-    "You are an operations agent. You work inside a workspace directory and reach the goal by calling tools. "
-    "Reply with exactly one tool call as JSON.\n"
-    "Tools:\n"
-    '- shell {"cmd"}: run a bash command in the workspace (mkdir, cp, mv, grep, wc, gzip, sort, sed ...).\n'
-    '- write_file {"path","content"}: create or overwrite a text file with exactly that content.\n'
-    '- read_file {"path"}: show a file.\n'
-    '- list_dir {"path"}: list a directory.\n'
-    '- finish {"summary","success"}: stop once the goal is done.'
+    "You are an operations agent working inside a workspace directory. Reach the goal with tool calls. "
+    "Reply with exactly one tool call as JSON. Use the exact file names of the goal.\n"
+    "Tools: shell {cmd} runs a bash command; write_file {path,content} writes a text file; "
+    "read_file {path}; list_dir {path}; finish {summary,success} once the goal is done."
 )
 
-# Each example: a goal, then (call, result) pairs. Different file names and commands from
-# any goal a user is likely to give, so the model has nothing to copy but the format.
-EXAMPLES: list[tuple[str, list[tuple[dict, str]]]] = [
-    ("Save the word ready in status/flag.cfg", [
-        ({"tool": "write_file", "args": {"path": "status/flag.cfg", "content": "ready\n"}}, "wrote 6 bytes to status/flag.cfg"),
-        ({"tool": "finish", "args": {"summary": "status/flag.cfg contains ready", "success": True}}, ""),
-    ]),
-    ("Put the number of lines of inventory.tsv into total.out", [
-        ({"tool": "shell", "args": {"cmd": "wc -l < inventory.tsv > total.out"}}, "exit=0"),
-        ({"tool": "finish", "args": {"summary": "total.out holds the line count", "success": True}}, ""),
-    ]),
-    ("Move every .bak file into a new folder named old", [
-        ({"tool": "shell", "args": {"cmd": "mkdir -p old && mv *.bak old/"}}, "exit=0"),
-        ({"tool": "finish", "args": {"summary": "moved the .bak files into old/", "success": True}}, ""),
-    ]),
+# One call per example, each a different tool or command, on names no real goal uses: the
+# model learns the format and which tool fits, and has no commands of a goal to copy.
+EXAMPLES: list[tuple[str, dict]] = [
+    ("Save the word ready in flag.cfg", {"tool": "write_file", "args": {"path": "flag.cfg", "content": "ready\n"}}),
+    ("Make a folder named out", {"tool": "shell", "args": {"cmd": "mkdir -p out"}}),
+    ("Copy a.conf to b.conf", {"tool": "shell", "args": {"cmd": "cp a.conf b.conf"}}),
+    ("Rename x.dat to y.dat", {"tool": "shell", "args": {"cmd": "mv x.dat y.dat"}}),
+    ("Remove temp.bin", {"tool": "shell", "args": {"cmd": "rm temp.bin"}}),
+    ("Put the line count of list.tsv into n.out", {"tool": "shell", "args": {"cmd": "wc -l < list.tsv > n.out"}}),
+    ("Add the line end to log.md", {"tool": "shell", "args": {"cmd": "echo end >> log.md"}}),
+    ("Pack big.csv with gzip", {"tool": "shell", "args": {"cmd": "gzip big.csv"}}),
+    ("Show settings.ini", {"tool": "read_file", "args": {"path": "settings.ini"}}),
 ]
+FINISH_EXAMPLE = {"tool": "finish", "args": {"summary": "what was done", "success": True}}
 
 
 @dataclass(frozen=True)
@@ -61,16 +55,15 @@ def goal_message(goal: str, listing: str) -> str:
     return f"Goal: {goal}\nWorkspace files:\n{listing or '(empty)'}"
 
 
+def system_message() -> str:
+    lines = [f"Goal: {goal}\nCall: {render_call(call)}" for goal, call in EXAMPLES]
+    return f"{SYSTEM}\n\nExamples:\n" + "\n".join(lines) + f"\nWhen the goal is done: {render_call(FINISH_EXAMPLE)}"
+
+
 def build_messages(parts: PromptParts, *, max_chars: int = 6000, max_result_chars: int = 600) -> list[dict[str, str]]:
     """Chat messages for the next call. Oldest steps are dropped first to fit ``max_chars``."""
-    messages = [{"role": "system", "content": SYSTEM}]
-    for goal, turns in EXAMPLES:
-        messages.append({"role": "user", "content": goal_message(goal, "(example)")})
-        for call, result in turns:
-            messages.append({"role": "assistant", "content": render_call(call)})
-            if result:
-                messages.append({"role": "user", "content": f"Result: {result}"})
-    head = messages + [{"role": "user", "content": goal_message(parts.goal, parts.listing)}]
+    head = [{"role": "system", "content": system_message()},
+            {"role": "user", "content": goal_message(parts.goal, parts.listing)}]
     steps = _step_messages(parts.steps, max_result_chars)
     budget = max_chars - sum(len(m["content"]) for m in head)
     dropped = 0

@@ -30,7 +30,6 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
-            app.state.bus, app.state.sessions = services.bus, services.sessions
             yield
             return
         if not settings.nats_url:
@@ -47,6 +46,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app = FastAPI(title="hybrid-agent", version="0.1.0", lifespan=lifespan,
                   description="Control plane of the hybrid-agent autonomous operations agent.")
     app.state.settings = settings
+    if services is not None:
+        app.state.bus, app.state.sessions = services.bus, services.sessions
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.add_exception_handler(RequestValidationError, _journal_validation_error)

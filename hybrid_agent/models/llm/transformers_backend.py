@@ -2,9 +2,9 @@
 constrained by the call's JSON schema with an xgrammar matcher per candidate.
 
 The decode loop is our own rather than ``model.generate``: the prompt is prefilled once and
-its KV cache copied K times (generate would prefill it K times, ~10x slower for K=8 on
-a 500-token prompt), finished candidates leave the batch, a stop token that the grammar forces
-costs no forward pass, and sampling draws from a private seeded generator instead of
+its KV cache copied K times (generate prefills it K times: 8 s instead of 0.8 s here for K=8
+and a 550-token prompt), finished candidates leave the batch, a stop token that the grammar
+forces costs no forward pass, and sampling draws from a private seeded generator instead of
 torch's global one."""
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
     try:
         _write_dequantized(gguf, staging)
+        staging.chmod(0o755)  # mkdtemp made it private; the cache may be shared
         try:
             staging.rename(target)
         except OSError:
@@ -135,7 +136,8 @@ def _object_bytes(schema: dict[str, Any], root: dict[str, Any]) -> int | None:
 
 
 def _max_or_none(values: list[int | None]) -> int | None:
-    return None if None in values else max(values)  # type: ignore[type-var]
+    bounded = [value for value in values if value is not None]
+    return max(bounded) if len(bounded) == len(values) else None
 
 
 class TransformersLLM:
@@ -169,11 +171,11 @@ class TransformersLLM:
                 vocab_size=self.model.config.vocab_size,
                 stop_token_ids=self._stop_token_ids(),
             )
+            # The compiler caches each compiled schema (keyed by its text), so the per-step
+            # tool subsets compile once each (~1 s for all tools, then ~1 ms).
+            self._compiler = xgr.GrammarCompiler(tokenizer_info, cache_enabled=True)
         except Exception as exc:
             raise LLMError(f"cannot load a transformers model from {model_dir}: {exc}") from exc
-        # The compiler caches each compiled schema (keyed by its text), so the per-step tool
-        # subsets compile once each.
-        self._compiler = xgr.GrammarCompiler(tokenizer_info, cache_enabled=True)
         self._vocab_size = tokenizer_info.vocab_size
         self._stop_ids = set(tokenizer_info.stop_token_ids)
         parameters = inspect.signature(self.model.forward).parameters

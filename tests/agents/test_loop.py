@@ -1,0 +1,98 @@
+"""The agent loop's stages, driven by a scripted fake LLM (the model is not what these tests
+are about): finish is held back until something changed, failed or completed calls are not
+repeated, budgets end the task, and every step is journaled with its candidates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybrid_agent.agents.loop import AgentLoop, LimitsExceeded, Limits, StepRecord, Submitted
+from hybrid_agent.agents.sandbox import make_sandbox
+from hybrid_agent.agents.tools import ToolRunner
+from hybrid_agent.models.llm.base import LLMError
+from tests.fakes import FakeScriptedLLM
+
+
+def call(tool: str, **args) -> str:
+    return json.dumps({"tool": tool, "args": args})
+
+
+def tools_in(schema: dict) -> set[str]:
+    variants = schema.get("anyOf", [schema])
+    return {v["properties"]["tool"]["const"] for v in variants}
+
+
+def run(tmp_path: Path, script, *, max_steps: int = 5) -> tuple[object, list[StepRecord], FakeScriptedLLM]:
+    llm = FakeScriptedLLM(script)
+    runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=2000), timeout_s=5, max_output_chars=2000)
+    steps: list[StepRecord] = []
+    loop = AgentLoop(llm=llm, runner=runner, limits=Limits(max_steps=max_steps, max_seconds=60), journal=steps.append)
+    return loop.run("make it so", tmp_path), steps, llm
+
+
+def test_a_written_file_then_finish_succeeds(tmp_path):
+    exit_, steps, llm = run(tmp_path, [[call("write_file", path="a.txt", content="hi")],
+                                       [call("finish", summary="wrote a.txt", success=True)]])
+    assert isinstance(exit_, Submitted) and exit_.status == "succeeded"
+    assert (tmp_path / "a.txt").read_text() == "hi"
+    assert [s.tool_call["tool"] for s in steps] == ["write_file", "finish"]
+    assert steps[0].candidates[0]["chosen"] and steps[0].prompt_tokens == 100
+
+
+def test_finish_is_not_offered_before_anything_changed(tmp_path):
+    _, _, llm = run(tmp_path, [[call("list_dir", path=".")], [call("shell", cmd="touch x")],
+                               [call("finish", summary="done", success=True)]])
+    assert "finish" not in tools_in(llm.schemas[0]) and "finish" not in tools_in(llm.schemas[1])
+    assert "finish" in tools_in(llm.schemas[2])
+
+
+def test_a_failed_call_is_not_repeated_and_alternatives_are_sampled(tmp_path):
+    failing = call("shell", cmd="false")
+    exit_, steps, llm = run(tmp_path, [[failing], [failing], [failing, call("shell", cmd="touch ok")],
+                                       [call("finish", summary="done", success=True)]])
+    assert [s.tool_call["args"]["cmd"] for s in steps[:2]] == ["false", "touch ok"]
+    assert steps[1].candidates[0]["error"] == "repeats a call that failed"
+    assert llm.ks[:3] == [1, 1, 4]
+    assert exit_.status == "succeeded"
+
+
+def test_redoing_a_completed_action_leads_to_finish(tmp_path):
+    write = call("write_file", path="a.txt", content="hi")
+    exit_, steps, llm = run(tmp_path, [[write], [write], [write], [call("finish", summary="done", success=True)]])
+    assert tools_in(llm.schemas[-1]) == {"finish"}
+    assert steps[1].tool_call is None and steps[1].decision == "none"
+    assert exit_.status == "succeeded"
+
+
+def test_invalid_output_is_journaled_and_not_run(tmp_path):
+    exit_, steps, _ = run(tmp_path, [["{not json"], ["{not json", call("nosuchtool", x=1)],
+                                     [call("write_file", path="../escape", content="x")],
+                                     [call("shell", cmd="touch b")], [call("finish", summary="s", success=True)]])
+    assert steps[0].tool_call is None and not steps[0].ok and "not JSON" in steps[0].observation
+    assert len(steps[0].candidates) == 3 and "unknown or disallowed tool" in steps[0].candidates[2]["error"]
+    assert steps[1].tool_call["args"]["path"] == "../escape" and not steps[1].ok
+    assert not (tmp_path.parent / "escape").exists()
+    assert exit_.status == "succeeded"
+
+
+def test_the_step_budget_ends_the_task(tmp_path):
+    script = [[call("shell", cmd=f"echo {i}")] for i in range(3)]
+    exit_, steps, _ = run(tmp_path, script, max_steps=3)
+    assert isinstance(exit_, LimitsExceeded) and exit_.status == "failed" and len(steps) == 3
+    assert "step budget" in exit_.summary
+
+
+def test_a_model_error_becomes_an_observation(tmp_path):
+    exit_, steps, _ = run(tmp_path, [LLMError("backend timed out"), LLMError("still down"),
+                                     [call("shell", cmd="touch c")], [call("finish", summary="s", success=True)]])
+    assert "backend timed out" in steps[0].observation and not steps[0].ok
+    assert exit_.status == "succeeded"
+
+
+@pytest.mark.parametrize("success, status", [(True, "succeeded"), (False, "failed")])
+def test_the_model_says_whether_it_succeeded(tmp_path, success, status):
+    exit_, _, _ = run(tmp_path, [[call("shell", cmd="true")], [call("finish", summary="s", success=success)]])
+    assert exit_.status == status

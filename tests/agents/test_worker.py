@@ -1,0 +1,120 @@
+"""The worker on the real bus and store: a task runs and is acked once; a duplicate
+delivery of a finished task does nothing; infrastructure failures are retried and then
+dead-lettered with the task marked failed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from hybrid_agent.agents.sandbox import make_sandbox
+from hybrid_agent.agents.worker import Worker
+from hybrid_agent.bus.connection import Bus
+from hybrid_agent.bus.messages import TaskMessage
+from hybrid_agent.store import queries
+from hybrid_agent.store.tables import utcnow
+from tests.fakes import FakeScriptedLLM
+
+
+def script_writing(path: str) -> list[list[str]]:
+    return [[json.dumps({"tool": "write_file", "args": {"path": path, "content": "x"}})],
+            [json.dumps({"tool": "finish", "args": {"summary": "done", "success": True}})]]
+
+
+async def queue_task(sessions, bus: Bus, task_id: str, workspace: str | None = None) -> None:
+    async with sessions.begin() as session:
+        await queries.insert_events_and_tasks(session, events=[], tasks=[{
+            "id": task_id, "event_id": None, "goal": "write x", "status": "queued", "workspace": workspace,
+            "queue": "default", "requested_by": "test"}])
+    await bus.publish_tasks([TaskMessage(task_id=task_id)])
+
+
+async def run_worker_until(worker: Worker, condition, timeout_s: float = 30) -> None:
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not await condition():
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await running
+
+
+@pytest.fixture
+def make_worker(settings, bus, sessions):
+    def make(llm, **overrides) -> Worker:
+        configured = settings.model_copy(update=overrides)
+        return Worker(settings=configured, bus=bus, sessions=sessions, llm=llm,
+                      sandbox=make_sandbox("rlimit", max_output_chars=1000))
+    return make
+
+
+async def task_status(sessions, task_id: str) -> str:
+    async with sessions() as session:
+        return (await queries.get_task(session, task_id=task_id)).status
+
+
+async def test_a_task_runs_in_a_fresh_workspace_and_is_journaled(make_worker, sessions, bus, settings):
+    await queue_task(sessions, bus, "t1")
+    worker = make_worker(FakeScriptedLLM(script_writing("out.txt")))
+    await run_worker_until(worker, lambda: _finished(sessions, "t1"))
+    async with sessions() as session:
+        task = await queries.get_task(session, task_id="t1")
+        steps = await queries.get_steps(session, task_id="t1")
+        journal = await queries.journal_for_task(session, task_id="t1", event_id=None)
+    assert task.status == "succeeded" and task.result == {"summary": "done", "success": True}
+    assert (settings.workspaces_dir / "t1" / "out.txt").read_text() == "x"
+    assert [s.n for s in steps] == [1, 2]
+    assert [j.kind for j in journal] == ["task.delivered", "task.finished"]
+    assert journal[0].detail["isolation"] == "rlimit" and journal[0].detail["llm"] == "fake-scripted"
+    info = await bus.js.consumer_info("TASKS", "workers")
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def _finished(sessions, task_id: str) -> bool:
+    return await task_status(sessions, task_id) in queries.TERMINAL
+
+
+async def test_a_duplicate_delivery_of_a_finished_task_does_nothing(make_worker, sessions, bus):
+    await queue_task(sessions, bus, "t2")
+    async with sessions.begin() as session:
+        await queries.finish_task(session, task_id="t2", status="succeeded", result={"summary": "s"}, error=None)
+    llm = FakeScriptedLLM([])
+    await run_worker_until(make_worker(llm), lambda: _journaled(sessions, "t2", "task.duplicate_delivery"))
+    assert llm.schemas == []  # the model was never asked
+
+
+async def _journaled(sessions, task_id: str, kind: str) -> bool:
+    async with sessions() as session:
+        return any(j.kind == kind for j in await queries.journal_for_task(session, task_id=task_id, event_id=None))
+
+
+async def test_infrastructure_failures_are_retried_then_dead_lettered(make_worker, sessions, bus, monkeypatch):
+    await queue_task(sessions, bus, "t3")
+    worker = make_worker(FakeScriptedLLM([]), max_deliver=2, nak_delay_s=0.1)
+    attempts = []
+
+    async def database_down(message, delivery):
+        attempts.append(delivery.count)
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(worker, "run_task", database_down)
+    await run_worker_until(worker, lambda: _finished(sessions, "t3"))
+    assert attempts == [1, 2]
+    async with sessions() as session:
+        task = await queries.get_task(session, task_id="t3")
+    assert task.status == "failed" and "dead-lettered after 2 deliveries" in task.error
+    dead = await bus.js.get_last_msg("DEAD", "ha.dead.tasks.default")
+    assert TaskMessage.model_validate_json(dead.data).task_id == "t3"
+    assert "database is down" in dead.headers["HA-Reason"]
+
+
+async def test_a_workspace_outside_the_roots_fails_the_task(make_worker, sessions, bus):
+    await queue_task(sessions, bus, "t4", workspace="/etc")
+    await run_worker_until(make_worker(FakeScriptedLLM([])), lambda: _finished(sessions, "t4"))
+    async with sessions() as session:
+        task = await queries.get_task(session, task_id="t4")
+    assert task.status == "failed" and "not strictly below an allowed root" in task.error
