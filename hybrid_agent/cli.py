@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool) -> None:
+    if not embedded_ok and not settings.nats_url:
+        raise CLIError("HA_NATS_URL is not set: point it at NATS with JetStream, or run `hybrid-agent up`")
     from hybrid_agent import runtime  # heavy imports (torch) only for commands that serve
 
     async def serve(configured: Settings) -> None:
@@ -107,8 +109,7 @@ def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool
                 jobs.append(runtime.run_worker(configured, svc, stop))
             await runtime.run_until_stopped(stop, *jobs)
 
-    configured_ctx = runtime.nats_for(settings, embedded_ok=embedded_ok)
-    with configured_ctx as configured:
+    with runtime.nats_for(settings) as configured:
         if embedded_ok and not settings.nats_url:
             print(f"nats: embedded JetStream at {configured.nats_url} (store {settings.data_dir / 'jetstream'})", flush=True)
         asyncio.run(serve(configured))

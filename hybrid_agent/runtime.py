@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 
@@ -24,14 +24,12 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def nats_for(settings: Settings, *, embedded_ok: bool):  # type: ignore[no-untyped-def]
+def nats_for(settings: Settings) -> Iterator[Settings]:
     """Settings whose ``nats_url`` points at a running server: the given one, or an
     embedded server started here and stopped on exit."""
     if settings.nats_url:
         yield settings
         return
-    if not embedded_ok:
-        raise SystemExit("HA_NATS_URL is not set: point it at NATS, or use `hybrid-agent up` for the embedded stack")
     with EmbeddedNats(settings.data_dir / "jetstream") as server:
         yield settings.model_copy(update={"nats_url": server.url})
 
@@ -65,7 +63,8 @@ async def run_router(svc: Services, stop: asyncio.Event) -> None:
 
 async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
     log.info("loading LLM %s", settings.llm)
-    llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed)
+    llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
+                                max_new_tokens=settings.llm_max_new_tokens)
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars)
     await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox).run(stop)
 

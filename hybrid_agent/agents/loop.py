@@ -16,9 +16,11 @@ from typing import Any
 from hybrid_agent.agents.prompt import PromptParts, StepView, build_messages
 from hybrid_agent.agents.tools import Observation, ToolRunner
 from hybrid_agent.models.llm.base import LLM, Candidate, LLMError
+from hybrid_agent.policies.preflight import preflight
 from hybrid_agent.policies.tool_schema import STATE_CHANGING, TOOL_ARGS, InvalidToolCall, ToolCall, call_schema, validate_call
 
 RESAMPLE_K = 4
+LOOK_OR_FINISH = frozenset({"finish", "read_file", "list_dir"})
 
 
 class AgentExit(Exception):
@@ -40,6 +42,12 @@ class Submitted(AgentExit):
 
 class LimitsExceeded(AgentExit):
     status = "failed"
+
+
+class Interrupted(AgentExit):
+    """The worker is stopping: the task goes back to the queue after the current step."""
+
+    status = "queued"
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class AgentState:
     failed_calls: set[str] = field(default_factory=set)
     done_changes: set[str] = field(default_factory=set)
     changed: bool = False
+    just_changed: bool = False
     force_finish: bool = False
     note: str = ""
 
@@ -120,12 +129,14 @@ def workspace_listing(root: Path, *, limit: int = 40) -> str:
 
 class AgentLoop:
     def __init__(self, *, llm: LLM, runner: ToolRunner, limits: Limits,
-                 journal: Callable[[StepRecord], None], clock: Callable[[], float] = time.monotonic) -> None:
+                 journal: Callable[[StepRecord], None], clock: Callable[[], float] = time.monotonic,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.llm = llm
         self.runner = runner
         self.limits = limits
         self.journal = journal
         self.clock = clock
+        self.stopping = stopping
 
     def run(self, goal: str, workspace: Path, *, resume_from: int = 0) -> AgentExit:
         """Run steps until the model finishes or a budget is spent; returns the exit."""
@@ -141,6 +152,8 @@ class AgentLoop:
                 return exit_
 
     def check_limits(self, n: int, started: float) -> None:
+        if self.stopping():
+            raise Interrupted(f"worker stopping; handed back before step {n}")
         if n > self.limits.max_steps:
             raise LimitsExceeded(f"step budget spent ({self.limits.max_steps} steps) before the goal was reached")
         if self.clock() - started > self.limits.max_seconds:
@@ -153,10 +166,11 @@ class AgentLoop:
         plan = self.plan(state, n)
         messages = build_messages(PromptParts(state.goal, listing, state.views, plan.note))
         timings["observe_s"] = self.clock() - t0
-        scored, prompt_tokens, timings["propose_s"] = self.propose_and_check(messages, plan)
+        scored, prompt_tokens, timings["propose_s"] = self.propose_and_check(messages, plan, state.workspace)
         chosen = self.score(scored, state)
         if chosen is None and plan.k == 1:  # greedy repeated itself or failed: sample alternatives
-            more, _, extra_s = self.propose_and_check(messages, Plan(plan.tools, RESAMPLE_K, plan.note))
+            more, _, extra_s = self.propose_and_check(messages, Plan(plan.tools, RESAMPLE_K, plan.note),
+                                                      state.workspace)
             scored, timings["propose_s"] = scored + more, timings["propose_s"] + extra_s
             chosen = self.score(scored, state)
         decision = self.gate(chosen)
@@ -178,32 +192,42 @@ class AgentLoop:
     def plan(self, state: AgentState, n: int) -> Plan:
         """Which tools the grammar allows this step. ``finish`` only after a state-changing
         action succeeded (the default model otherwise 'finishes' a goal it never touched),
-        or on the last step; only ``finish`` once the model repeats a completed action."""
+        or on the last step. Right after a change: look or finish, not change again (act,
+        then verify; the default model otherwise follows a good change with a destructive
+        one). Only ``finish`` once the model offers nothing but completed actions."""
         if state.force_finish:
             return Plan(frozenset({"finish"}), 1, "The goal looks done. Finish now.")
+        if state.just_changed:
+            return Plan(LOOK_OR_FINISH, self.limits.k, state.note)
         tools = set(TOOL_ARGS)
         if not state.changed and n < self.limits.max_steps:
             tools.discard("finish")
         return Plan(frozenset(tools), self.limits.k, state.note)
 
-    def propose_and_check(self, messages: list[dict[str, str]], plan: Plan) -> tuple[list[Scored], int, float]:
-        """Propose K candidates under the plan's grammar and validate each again."""
+    def propose_and_check(self, messages: list[dict[str, str]], plan: Plan,
+                          workspace: Path) -> tuple[list[Scored], int, float]:
+        """Propose K candidates under the plan's grammar, validate each again, preflight it."""
         t0 = self.clock()
         try:
             proposal = self.llm.propose(messages, call_schema(plan.tools), plan.k)
         except LLMError as exc:
             failed = Candidate(text="", parsed=None, logprob=float("-inf"), tokens=0, error=f"model error: {exc}")
             return [Scored(failed, None, failed.error)], 0, self.clock() - t0
-        return [self.check(c, plan) for c in proposal.candidates], proposal.prompt_tokens, self.clock() - t0
+        checked = [self.check(c, plan, workspace) for c in proposal.candidates]
+        return checked, proposal.prompt_tokens, self.clock() - t0
 
     @staticmethod
-    def check(candidate: Candidate, plan: Plan) -> Scored:
+    def check(candidate: Candidate, plan: Plan, workspace: Path) -> Scored:
+        """Schema validation, then preflight: a call certain to fail is kept in the journal
+        with the reason, but never chosen."""
         if candidate.parsed is None:
             return Scored(candidate, None, candidate.error or "output is not JSON")
         try:
-            return Scored(candidate, validate_call(candidate.parsed, tools=plan.tools), None)
+            call = validate_call(candidate.parsed, tools=plan.tools)
         except InvalidToolCall as exc:
             return Scored(candidate, None, str(exc))
+        reason = preflight(call, workspace)
+        return Scored(candidate, call, f"preflight: {reason}" if reason else None)
 
     @staticmethod
     def score(scored: list[Scored], state: AgentState) -> Scored | None:
@@ -211,7 +235,7 @@ class AgentLoop:
         call or redoes a completed state-changing call."""
         fresh = []
         for s in scored:
-            if s.call is None:
+            if s.call is None or s.error:
                 continue
             key = call_key(s.call)
             if key in state.failed_calls:
@@ -247,6 +271,7 @@ class AgentLoop:
             state.note = "" if state.force_finish else "Try a different call."
             return
         call = chosen.call
+        state.just_changed = observation.ok and call.tool in STATE_CHANGING
         if call.tool == "finish":
             raise Submitted(call.args["summary"], success=bool(call.args["success"]))
         key = call_key(call)
@@ -254,6 +279,7 @@ class AgentLoop:
         if observation.ok:
             state.note = ""
             if call.tool in STATE_CHANGING:
+                state.note = f"That worked. The goal was: {state.goal}. If it is reached now, call finish."
                 state.changed = True
                 state.done_changes.add(key)
         else:

@@ -11,24 +11,44 @@ from dataclasses import dataclass
 SYSTEM = (
     "You are an operations agent working inside a workspace directory. Reach the goal with tool calls. "
     "Reply with exactly one tool call as JSON. Use the exact file names of the goal.\n"
-    "Tools: shell {cmd} runs a bash command; write_file {path,content} writes a text file; "
-    "read_file {path}; list_dir {path}; finish {summary,success} once the goal is done."
+    "Tools:\n"
+    "- write_file {path,content}: create a file with the given text, or replace its text.\n"
+    "- shell {cmd}: run a bash command (mkdir, cp, mv, gzip, wc, sort, echo 'x' >> file to append).\n"
+    "- read_file {path}: show a file. list_dir {path}: list a folder.\n"
+    "- finish {summary,success}: call it as soon as the goal is reached."
 )
 
-# One call per example, each a different tool or command, on names no real goal uses: the
-# model learns the format and which tool fits, and has no commands of a goal to copy.
+# A bank of one-call examples, on names no real goal uses: the model learns the format and
+# which tool fits. The few nearest to the goal (by shared words) are shown, nearest last,
+# since a small model copies the structure of the example closest to the question.
 EXAMPLES: list[tuple[str, dict]] = [
-    ("Save the word ready in flag.cfg", {"tool": "write_file", "args": {"path": "flag.cfg", "content": "ready\n"}}),
-    ("Make a folder named out", {"tool": "shell", "args": {"cmd": "mkdir -p out"}}),
+    ("Make a file flag.cfg that contains the text ready",
+     {"tool": "write_file", "args": {"path": "flag.cfg", "content": "ready\n"}}),
+    ("Write the word yes into a new file named ok.flag", {"tool": "write_file", "args": {"path": "ok.flag", "content": "yes\n"}}),
+    ("Create a directory named out", {"tool": "shell", "args": {"cmd": "mkdir -p out"}}),
+    ("Make a folder called cache/tmp", {"tool": "shell", "args": {"cmd": "mkdir -p cache/tmp"}}),
     ("Copy a.conf to b.conf", {"tool": "shell", "args": {"cmd": "cp a.conf b.conf"}}),
+    ("Duplicate the folder web as web.orig", {"tool": "shell", "args": {"cmd": "cp -r web web.orig"}}),
     ("Rename x.dat to y.dat", {"tool": "shell", "args": {"cmd": "mv x.dat y.dat"}}),
-    ("Remove temp.bin", {"tool": "shell", "args": {"cmd": "rm temp.bin"}}),
-    ("Put the line count of list.tsv into n.out", {"tool": "shell", "args": {"cmd": "wc -l < list.tsv > n.out"}}),
-    ("Add the line end to log.md", {"tool": "shell", "args": {"cmd": "echo end >> log.md"}}),
-    ("Pack big.csv with gzip", {"tool": "shell", "args": {"cmd": "gzip big.csv"}}),
+    ("Move the file z.ini into the folder conf", {"tool": "shell", "args": {"cmd": "mv z.ini conf/"}}),
+    ("Make a folder named conf and move x.ini into it", {"tool": "shell", "args": {"cmd": "mkdir -p conf && mv x.ini conf/"}}),
+    ("Delete the file temp.bin", {"tool": "shell", "args": {"cmd": "rm temp.bin"}}),
+    ("Remove every .bak file", {"tool": "shell", "args": {"cmd": "rm -f *.bak"}}),
+    ("Count the lines of list.tsv and save the number in n.out", {"tool": "shell", "args": {"cmd": "wc -l < list.tsv > n.out"}}),
+    ("Count the words in essay.md", {"tool": "shell", "args": {"cmd": "wc -w essay.md"}}),
+    ("Append the line end to log.md", {"tool": "shell", "args": {"cmd": "echo 'end' >> log.md"}}),
+    ("Add a line saying retry=3 to app.conf", {"tool": "shell", "args": {"cmd": "echo 'retry=3' >> app.conf"}}),
+    ("Compress big.csv with gzip", {"tool": "shell", "args": {"cmd": "gzip big.csv"}}),
+    ("Pack the folder docs into docs.tar.gz", {"tool": "shell", "args": {"cmd": "tar -czf docs.tar.gz docs"}}),
+    ("Sort names.txt alphabetically into sorted.txt", {"tool": "shell", "args": {"cmd": "sort names.txt > sorted.txt"}}),
+    ("Find the lines with ERROR in run.log", {"tool": "shell", "args": {"cmd": "grep ERROR run.log"}}),
     ("Show settings.ini", {"tool": "read_file", "args": {"path": "settings.ini"}}),
+    ("What is in the folder assets?", {"tool": "list_dir", "args": {"path": "assets"}}),
 ]
-FINISH_EXAMPLE = {"tool": "finish", "args": {"summary": "what was done", "success": True}}
+SHOWN_EXAMPLES = 3
+STOPWORDS = frozenset("a an the to of in into on for and or with as by it its is be named called file files new "
+                      "that this from".split())
+FINISH_EXAMPLE = {"tool": "finish", "args": {"summary": "goal reached", "success": True}}
 
 
 @dataclass(frozen=True)
@@ -55,14 +75,27 @@ def goal_message(goal: str, listing: str) -> str:
     return f"Goal: {goal}\nWorkspace files:\n{listing or '(empty)'}"
 
 
-def system_message() -> str:
-    lines = [f"Goal: {goal}\nCall: {render_call(call)}" for goal, call in EXAMPLES]
+def words(text: str) -> set[str]:
+    """Content words of a goal; file names count only by their extension's absence."""
+    tokens = {t.strip(".,:;!?'\"()").lower() for t in text.split()}
+    return {t for t in tokens if t and t not in STOPWORDS and "." not in t and "/" not in t}
+
+
+def nearest_examples(goal: str, k: int = SHOWN_EXAMPLES) -> list[tuple[str, dict]]:
+    """The ``k`` examples sharing most words with the goal, nearest last; ties keep bank order."""
+    wanted = words(goal)
+    ranked = sorted(enumerate(EXAMPLES), key=lambda item: (len(wanted & words(item[1][0])), -item[0]))
+    return [example for _, example in ranked[-k:]]
+
+
+def system_message(goal: str) -> str:
+    lines = [f"Goal: {example}\nCall: {render_call(call)}" for example, call in nearest_examples(goal)]
     return f"{SYSTEM}\n\nExamples:\n" + "\n".join(lines) + f"\nWhen the goal is done: {render_call(FINISH_EXAMPLE)}"
 
 
 def build_messages(parts: PromptParts, *, max_chars: int = 6000, max_result_chars: int = 600) -> list[dict[str, str]]:
     """Chat messages for the next call. Oldest steps are dropped first to fit ``max_chars``."""
-    head = [{"role": "system", "content": system_message()},
+    head = [{"role": "system", "content": system_message(parts.goal)},
             {"role": "user", "content": goal_message(parts.goal, parts.listing)}]
     steps = _step_messages(parts.steps, max_result_chars)
     budget = max_chars - sum(len(m["content"]) for m in head)

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hybrid_agent.agents.loop import AgentExit, AgentLoop, Limits, StepRecord
+from hybrid_agent.agents.loop import AgentLoop, Interrupted, Limits, StepRecord
 from hybrid_agent.agents.sandbox import Sandbox
 from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, resolve_workspace
@@ -42,8 +42,10 @@ class Worker:
         self.llm = llm
         self.sandbox = sandbox
         self.limits = ConsumerLimits(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
+        self.stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
         subscription = await self.bus.worker_subscription(self.limits)
         async for messages in fetch_batches(subscription, batch=1, stop=stop):
             for msg in messages:
@@ -59,27 +61,32 @@ class Worker:
             return
         delivery = Delivery(stream_seq=msg.metadata.sequence.stream, count=msg.metadata.num_delivered)
         try:
-            await with_heartbeat(msg, self.run_task(message, delivery), interval_s=self.limits.ack_wait_s / 3)
+            finished = await with_heartbeat(msg, self.run_task(message, delivery),
+                                            interval_s=self.limits.ack_wait_s / 3)
         except Exception as exc:  # infrastructure, not the task: retry, then dead-letter
             log.exception("task %s: delivery %d failed", message.task_id, delivery.count)
             await self._retry_or_dead_letter(msg, message, delivery, exc)
             return
-        await msg.ack_sync()  # confirmed, so a finished task is not redelivered
+        if finished:
+            await msg.ack_sync()  # confirmed, so a finished task is not redelivered
+        else:
+            await msg.nak()  # handed back: another worker takes it at once
 
-    async def run_task(self, message: TaskMessage, delivery: Delivery) -> None:
+    async def run_task(self, message: TaskMessage, delivery: Delivery) -> bool:
+        """Run the task to its end (True), or hand it back when the worker stops (False)."""
         async with self.sessions.begin() as session:
             task = await queries.get_task(session, task_id=message.task_id)
             if task is None or task.status in queries.TERMINAL:
                 await queries.add_journal(session, kind="task.duplicate_delivery", task_id=message.task_id,
                                           detail={"seq": delivery.stream_seq, "deliveries": delivery.count})
-                return
+                return True
             goal, requested = task.goal, task.workspace
             done_steps = len(await queries.get_steps(session, task_id=task.id))
         try:
             workspace = resolve_workspace(requested, settings=self.settings, task_id=message.task_id)
         except WorkspaceNotAllowed as exc:
             await self._finish(message.task_id, "failed", None, str(exc))
-            return
+            return True
         async with self.sessions.begin() as session:
             await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.name,
                                      workspace=str(workspace))
@@ -88,8 +95,12 @@ class Worker:
                 "isolation": self.sandbox.name, "llm": self.llm.name})
         exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace).run, goal, workspace,
                                         resume_from=done_steps)
+        if isinstance(exit_, Interrupted):
+            await self._hand_back(message.task_id, exit_.summary)
+            return False
         result = {"summary": exit_.summary, "success": exit_.success}
         await self._finish(message.task_id, exit_.status, result, None if exit_.success else exit_.summary)
+        return True
 
     def _agent(self, task_id: str, workspace) -> AgentLoop:  # type: ignore[no-untyped-def]
         runner = ToolRunner(workspace=workspace, sandbox=self.sandbox, timeout_s=self.settings.tool_timeout_s,
@@ -102,7 +113,7 @@ class Worker:
             # Called from the agent's thread: the step is stored before the next one starts.
             asyncio.run_coroutine_threadsafe(self._save_step(task_id, record), loop).result(timeout=60)
 
-        return AgentLoop(llm=self.llm, runner=runner, limits=limits, journal=journal)
+        return AgentLoop(llm=self.llm, runner=runner, limits=limits, journal=journal, stopping=self.stop.is_set)
 
     async def _save_step(self, task_id: str, record: StepRecord) -> None:
         async with self.sessions.begin() as session:
@@ -116,6 +127,11 @@ class Worker:
             await queries.finish_task(session, task_id=task_id, status=status, result=result, error=error)
             await queries.add_journal(session, kind="task.finished", task_id=task_id,
                                       detail={"status": status, "error": error})
+
+    async def _hand_back(self, task_id: str, reason: str) -> None:
+        async with self.sessions.begin() as session:
+            await queries.requeue_task(session, task_id=task_id)
+            await queries.add_journal(session, kind="task.handed_back", task_id=task_id, detail={"reason": reason})
 
     async def _retry_or_dead_letter(self, msg: Msg, message: TaskMessage, delivery: Delivery, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hybrid_agent.api.auth import TokenCache
 from hybrid_agent.api.routes import health, tasks
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.config import Settings
@@ -46,6 +47,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app = FastAPI(title="hybrid-agent", version="0.1.0", lifespan=lifespan,
                   description="Control plane of the hybrid-agent autonomous operations agent.")
     app.state.settings = settings
+    app.state.token_cache = TokenCache()
     if services is not None:
         app.state.bus, app.state.sessions = services.bus, services.sessions
     app.include_router(health.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,41 @@ async def ensure_admin_token(sessions: async_sessionmaker[AsyncSession], path: P
     return token
 
 
+class TokenCache:
+    """Valid tokens seen in the last ``ttl_s`` seconds, so that a busy client does not cost
+    a database read per request; a revocation takes effect within ``ttl_s``."""
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            self._entries.pop(token_hash, None)
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, principal: Principal) -> None:
+        if len(self._entries) > 10_000:  # bounded: only valid tokens get here, but be safe
+            self._entries.clear()
+        self._entries[token_hash] = (time.monotonic(), principal)
+
+
+async def authenticate(request: Request, token: str) -> Principal:
+    token_hash = hash_token(token)
+    cache: TokenCache = request.app.state.token_cache
+    principal = cache.get(token_hash)
+    if principal is None:
+        async with request.app.state.sessions() as session:
+            row = await queries.find_token(session, token_hash=token_hash)
+        if row is None:
+            raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        principal = Principal(name=row.name, role=row.role)
+        cache.put(token_hash, principal)
+    return principal
+
+
 def require(role: str):  # type: ignore[no-untyped-def]
     """A dependency: the caller's token must hold ``role`` or a higher one."""
     minimum = ROLES.index(role)
@@ -64,12 +100,9 @@ def require(role: str):  # type: ignore[no-untyped-def]
                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        async with request.app.state.sessions() as session:
-            row = await queries.find_token(session, token_hash=hash_token(credentials.credentials))
-        if row is None:
-            raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
-        if ROLES.index(row.role) < minimum:
-            raise HTTPException(403, f"role {row.role!r} may not do this; needs {role!r} or higher")
-        return Principal(name=row.name, role=row.role)
+        principal = await authenticate(request, credentials.credentials)
+        if ROLES.index(principal.role) < minimum:
+            raise HTTPException(403, f"role {principal.role!r} may not do this; needs {role!r} or higher")
+        return principal
 
     return dependency

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -13,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 async def fetch_batches(
@@ -22,10 +24,14 @@ async def fetch_batches(
     while not stop.is_set():
         try:
             messages = await subscription.fetch(batch, timeout=wait_s)
-        except nats.errors.TimeoutError:
+        except asyncio.TimeoutError:  # nats raises both its own subclass and the plain one
             continue
         except nats.errors.ConnectionClosedError:
             return
+        except nats.errors.Error as exc:  # a status reply (409 and kin) or a reconnect: fetch again
+            log.warning("fetch failed, retrying: %s", exc)
+            await asyncio.sleep(min(wait_s, 1.0))
+            continue
         if messages:
             yield messages
 

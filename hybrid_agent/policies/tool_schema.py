@@ -1,6 +1,8 @@
 """Tool-call schemas: each tool's arguments as a pydantic model; the union of the allowed
-tools is the JSON schema that constrains decoding. Every string is bounded so that a
-token budget sized from the schema cannot cut a call short."""
+tools is the JSON schema that constrains decoding. Every string is bounded when a call is
+validated. In the decoding schema, ``cmd`` and ``content`` drop their bound: xgrammar
+(0.2.8) forbids quotes, backslashes and newlines inside a string that has ``maxLength``,
+and shell commands and file contents need them; the LLM's token budget bounds them there."""
 
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ TOOL_ARGS: dict[str, type[_Args]] = {
     "finish": FinishArgs,
 }
 STATE_CHANGING = frozenset({"shell", "write_file"})
+NEEDS_ESCAPES = frozenset({"cmd", "content"})
 
 
 class ToolCall(BaseModel):
@@ -89,8 +92,10 @@ def call_schema(tools: frozenset[str] | None = None) -> dict[str, Any]:
     for name in names:
         args = TOOL_ARGS[name].model_json_schema()
         args.pop("title", None)
-        for prop in args.get("properties", {}).values():
+        for key, prop in args.get("properties", {}).items():
             prop.pop("title", None)
+            if key in NEEDS_ESCAPES:
+                prop.pop("maxLength", None)
         variants.append({
             "type": "object",
             "properties": {"tool": {"const": name}, "args": args},

@@ -45,6 +45,13 @@ async def insert_events_and_tasks(
     return list(result)
 
 
+async def insert_event_with_task(session: AsyncSession, *, event: dict[str, Any], task: dict[str, Any]) -> None:
+    """A new event and its task (a submission): plain inserts, a duplicate is an error."""
+    session.add(EventRow(**event))
+    await session.flush()  # the task refers to the event
+    session.add(TaskRow(deliveries=0, created_at=utcnow(), **task))
+
+
 async def event_exists(session: AsyncSession, *, dedup_key: str) -> bool:
     return (await session.scalar(select(EventRow.id).where(EventRow.dedup_key == dedup_key))) is not None
 
@@ -124,6 +131,10 @@ async def finish_task(
         .where(TaskRow.id == task_id)
         .values(status=status, result=result, error=error, finished_at=utcnow())
     )
+
+
+async def requeue_task(session: AsyncSession, *, task_id: str) -> None:
+    await session.execute(update(TaskRow).where(TaskRow.id == task_id, TaskRow.status == "running").values(status="queued"))
 
 
 async def add_token(session: AsyncSession, *, name: str, role: str, token_hash: str) -> None:

@@ -33,10 +33,11 @@ async def submit(
         event.dedup_key = f"user:{requested_by}:{idempotency_key}"
     task = default_rule(event)
     async with sessions.begin() as session:
-        if await queries.event_exists(session, dedup_key=event.dedup_key):
+        # Only a client's key can repeat; a fresh event id cannot, so skip the lookup then.
+        if idempotency_key and await queries.event_exists(session, dedup_key=event.dedup_key):
             existing = await queries.task_for_dedup_key(session, dedup_key=event.dedup_key)
             return Submission(task_id=existing, event_id="", duplicate=True)
-        await queries.insert_events_and_tasks(session, events=[event_row(event)], tasks=[task])
+        await queries.insert_event_with_task(session, event=event_row(event), task=task)
     ack = await bus.publish_event(event)
     async with sessions.begin() as session:
         await queries.mark_events_published(session, event_ids=[event.id], at=utcnow())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_agent.agents.loop import AgentLoop, LimitsExceeded, Limits, StepRecord, Submitted
+from hybrid_agent.agents.loop import AgentLoop, Interrupted, LimitsExceeded, Limits, StepRecord, Submitted
 from hybrid_agent.agents.sandbox import make_sandbox
 from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.models.llm.base import LLMError
@@ -96,3 +96,13 @@ def test_a_model_error_becomes_an_observation(tmp_path):
 def test_the_model_says_whether_it_succeeded(tmp_path, success, status):
     exit_, _, _ = run(tmp_path, [[call("shell", cmd="true")], [call("finish", summary="s", success=success)]])
     assert exit_.status == status
+
+
+def test_a_stopping_worker_hands_the_task_back_between_steps(tmp_path):
+    llm = FakeScriptedLLM([[call("shell", cmd="true")]])
+    runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=100), timeout_s=5, max_output_chars=100)
+    stops = iter([False, True])
+    loop = AgentLoop(llm=llm, runner=runner, limits=Limits(max_steps=5, max_seconds=60), journal=lambda r: None,
+                     stopping=lambda: next(stops))
+    exit_ = loop.run("g", tmp_path)
+    assert isinstance(exit_, Interrupted) and exit_.status == "queued" and len(llm.ks) == 1

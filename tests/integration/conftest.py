@@ -34,6 +34,13 @@ class Stack:
     client: httpx.AsyncClient
     services: Services
     settings: Settings
+    jobs: list[asyncio.Task]
+
+    def check_alive(self) -> None:
+        for job in self.jobs:
+            if job.done():
+                job.result()  # re-raises what killed the router or the worker
+                raise AssertionError(f"{job.get_coro()} stopped")
 
     async def run_task(self, goal: str, workspace: Path, *, timeout_s: float = 600) -> dict:
         created = await self.client.post("/api/tasks", json={"goal": goal, "workspace": str(workspace)})
@@ -44,6 +51,7 @@ class Stack:
                 task = (await self.client.get(f"/api/tasks/{task_id}")).json()
                 if task["status"] not in ("queued", "running"):
                     return task
+                self.check_alive()
                 await asyncio.sleep(0.2)
 
 
@@ -59,7 +67,7 @@ async def running_stack(settings: Settings, llm: LLM) -> AsyncIterator[Stack]:
         async with httpx.AsyncClient(transport=transport, base_url="http://api",
                                      headers={"Authorization": f"Bearer {token}"}) as client:
             try:
-                yield Stack(client, svc, settings)
+                yield Stack(client, svc, settings, jobs)
             finally:
                 stop.set()
                 await asyncio.gather(*jobs)

@@ -1,0 +1,3 @@
+from hybrid_agent.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""Mistakes at the command line get one clear line and exit status 2, never a traceback."""
+
+import pytest
+
+from hybrid_agent.bus.embedded import free_port
+from hybrid_agent.cli import main
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_submit_without_a_running_api_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HA_API_PORT", str(free_port()))
+    code, err = run_cli(["submit", "do it", "--token", "t", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "cannot reach the API" in err and "Traceback" not in err
+
+
+def test_submit_without_a_token_says_where_to_get_one(tmp_path, capsys):
+    code, err = run_cli(["submit", "do it", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "no token" in err and "admin.token" in err
+
+
+def test_a_bad_setting_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HA_MAX_STEPS", "many")
+    code, err = run_cli(["submit", "x", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "HA_MAX_STEPS" in err
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "router"])
+def test_components_need_a_nats_url(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.delenv("HA_NATS_URL", raising=False)
+    code, err = run_cli([command, "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "HA_NATS_URL" in err

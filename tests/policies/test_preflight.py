@@ -1,0 +1,37 @@
+"""Preflight finds calls that certainly fail (a program that does not exist, a missing file
+to read) and passes everything else, including what it cannot read."""
+
+import pytest
+
+from hybrid_agent.policies.preflight import command_names, preflight
+from hybrid_agent.policies.tool_schema import ToolCall
+
+
+@pytest.mark.parametrize("cmd, names", [
+    ("wc -l < list.tsv > n.out", ["wc"]),
+    ("mkdir -p out && mv x.ini out/", ["mkdir", "mv"]),
+    ("FOO=1 sort a | uniq -c", ["sort", "uniq"]),
+    ("for f in *; do gzip $f; done", ["for", "gzip", "done"]),
+    ("if true; then ls; fi", ["true", "ls", "fi"]),
+    ("echo 'a b' >> f", ["echo"]),
+    ('echo "unbalanced', []),
+])
+def test_the_programs_of_a_command_line_are_found(cmd, names):
+    assert command_names(cmd) == names
+
+
+@pytest.mark.parametrize("cmd", ["count -n 1 count.txt", "ls && append done s.txt", "copy-to-backup.csv"])
+def test_a_command_naming_no_program_fails_preflight(cmd, tmp_path):
+    assert "no program named" in preflight(ToolCall(tool="shell", args={"cmd": cmd}), tmp_path)
+
+
+@pytest.mark.parametrize("cmd", ["cp a b", "echo hi > x", "cd sub; ls", "./run.sh", "rm -rf junk", 'echo "open'])
+def test_ordinary_commands_pass(cmd, tmp_path):
+    assert preflight(ToolCall(tool="shell", args={"cmd": cmd}), tmp_path) is None
+
+
+def test_reading_a_missing_file_fails_preflight_and_an_existing_one_passes(tmp_path):
+    (tmp_path / "here.txt").write_text("x")
+    assert preflight(ToolCall(tool="read_file", args={"path": "gone.txt"}), tmp_path) == "gone.txt does not exist"
+    assert preflight(ToolCall(tool="read_file", args={"path": "here.txt"}), tmp_path) is None
+    assert preflight(ToolCall(tool="write_file", args={"path": "new.txt", "content": ""}), tmp_path) is None
