@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     api_port: int = 8600
     workspace_roots: list[Path] = Field(default_factory=list, description="allowed workspace roots")
     llm_max_new_tokens: int = Field(default=192, ge=16, description="tokens one tool call may take")
+    llm_temperature: float = Field(default=0.6, gt=0, le=2, description="sampling temperature when K > 1")
     model_cache: Path | None = Field(default=None, description="converted model weights; default <data dir>/models")
     sandbox: str = Field(default="rlimit", description="tool isolation: rlimit")
     token: str | None = Field(default=None, description="API token the CLI client sends")

@@ -64,7 +64,7 @@ async def run_router(svc: Services, stop: asyncio.Event) -> None:
 async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
     log.info("loading LLM %s", settings.llm)
     llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
-                                max_new_tokens=settings.llm_max_new_tokens)
+                                max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature)
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars)
     await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox).run(stop)
 

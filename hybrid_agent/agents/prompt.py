@@ -82,10 +82,12 @@ def words(text: str) -> set[str]:
 
 
 def nearest_examples(goal: str, k: int = SHOWN_EXAMPLES) -> list[tuple[str, dict]]:
-    """The ``k`` examples sharing most words with the goal, nearest last; ties keep bank order."""
+    """Up to ``k`` examples sharing words with the goal, nearest last (ties keep bank
+    order); the bank's first ``k`` when none does. Unrelated examples only add noise."""
     wanted = words(goal)
-    ranked = sorted(enumerate(EXAMPLES), key=lambda item: (len(wanted & words(item[1][0])), -item[0]))
-    return [example for _, example in ranked[-k:]]
+    overlaps = [(len(wanted & words(text)), -i) for i, (text, _) in enumerate(EXAMPLES)]
+    ranked = sorted((o for o in overlaps if o[0] > 0))[-k:]
+    return [EXAMPLES[-i] for _, i in ranked] if ranked else EXAMPLES[:k]
 
 
 def system_message(goal: str) -> str:

@@ -26,7 +26,9 @@ MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
 
 @pytest.fixture(scope="session")
 def default_llm() -> LLM:
-    return load_llm("transformers:default", cache_dir=MODEL_CACHE)
+    defaults = Settings()
+    return load_llm(defaults.llm, cache_dir=MODEL_CACHE, max_new_tokens=defaults.llm_max_new_tokens,
+                    temperature=defaults.llm_temperature)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,7 @@ class TransformersLLM:
         self.name = name or f"transformers:{model_dir}"
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens  # None: sized from each schema
+        self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
         self._lock = threading.Lock()  # one decode at a time: the generator is shared state
         try:
@@ -224,6 +226,9 @@ class TransformersLLM:
                     messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
                 )["input_ids"]
                 budget = self.budget(schema)
+                # Seeded by the prompt too: a call's samples depend on what it was asked,
+                # not on what this process decoded before (reproducible in any order).
+                self._generator.manual_seed(self.seed ^ zlib.crc32(prompt.numpy().tobytes()))
                 candidates, info = self._decode(prompt, grammar, k, budget)
             except Exception as exc:
                 raise LLMError(f"{self.name}: decoding failed: {exc}") from exc
