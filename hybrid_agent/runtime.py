@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
@@ -20,7 +19,6 @@ from hybrid_agent.models.llm import load_llm
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
 from hybrid_agent.triggers.router import Router
 
-log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -62,10 +60,11 @@ async def run_router(svc: Services, stop: asyncio.Event) -> None:
 
 
 async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
-    log.info("loading LLM %s", settings.llm)
+    print(f"worker: loading LLM {settings.llm} (the first start converts the GGUF once, ~20 s)", flush=True)
     llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
                                 max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature)
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars)
+    print(f"worker: ready ({llm.name}, sandbox {sandbox.name})", flush=True)
     await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox).run(stop)
 
 

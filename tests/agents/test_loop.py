@@ -59,11 +59,19 @@ def test_a_failed_call_is_not_repeated_and_alternatives_are_sampled(tmp_path):
     assert exit_.status == "succeeded"
 
 
+def test_right_after_a_change_the_model_may_only_look_or_finish(tmp_path):
+    _, _, llm = run(tmp_path, [[call("shell", cmd="touch x")], [call("list_dir", path=".")],
+                               [call("shell", cmd="touch y")], [call("finish", summary="done", success=True)]])
+    assert tools_in(llm.schemas[1]) == {"finish", "read_file", "list_dir"}
+    assert "shell" in tools_in(llm.schemas[2])
+
+
 def test_redoing_a_completed_action_leads_to_finish(tmp_path):
     write = call("write_file", path="a.txt", content="hi")
-    exit_, steps, llm = run(tmp_path, [[write], [write], [write], [call("finish", summary="done", success=True)]])
+    exit_, steps, llm = run(tmp_path, [[write], [call("list_dir", path=".")], [write], [write],
+                                       [call("finish", summary="done", success=True)]])
     assert tools_in(llm.schemas[-1]) == {"finish"}
-    assert steps[1].tool_call is None and steps[1].decision == "none"
+    assert steps[2].tool_call is None and steps[2].decision == "none"
     assert exit_.status == "succeeded"
 
 
@@ -79,7 +87,7 @@ def test_invalid_output_is_journaled_and_not_run(tmp_path):
 
 
 def test_the_step_budget_ends_the_task(tmp_path):
-    script = [[call("shell", cmd=f"echo {i}")] for i in range(3)]
+    script = [[call("shell", cmd="echo 0")], [call("list_dir", path=".")], [call("shell", cmd="echo 1")]]
     exit_, steps, _ = run(tmp_path, script, max_steps=3)
     assert isinstance(exit_, LimitsExceeded) and exit_.status == "failed" and len(steps) == 3
     assert "step budget" in exit_.summary
