@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -73,7 +74,9 @@ async def _reset_streams(url: str) -> None:
 @pytest.fixture
 def system_nats() -> str:
     """The machine's NATS at 127.0.0.1:4222, with this project's streams reset."""
-    asyncio.run(_reset_streams(SYSTEM_NATS_URL))
+    # In a thread of its own: an async fixture may ask for this one inside a running loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _reset_streams(SYSTEM_NATS_URL)).result()
     return SYSTEM_NATS_URL
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from hybrid_agent.config import Settings
 from hybrid_agent.models.llm import LLMError, load_llm
 from hybrid_agent.models.llm.transformers_backend import (
     SEPARATORS,
@@ -20,12 +21,16 @@ from hybrid_agent.models.llm.transformers_backend import (
     max_json_bytes,
 )
 from hybrid_agent.policies.tool_schema import (
-    CONTENT_MAX,
     PATH_MAX,
     SUMMARY_MAX,
+    InvalidToolCall,
     call_schema,
     validate_call,
 )
+
+# Tools whose strings are all bounded in the decoding schema (shell's cmd and write_file's
+# content are not: see tool_schema), so that a budget sized from the schema always suffices.
+BOUNDED = frozenset({"read_file", "list_dir", "finish"})
 
 # Outside tmp so that the ~20 s GGUF conversion happens once per checkout (git-ignored).
 CACHE = Path(__file__).parents[2] / ".cache" / "models"
@@ -86,7 +91,7 @@ def tiny(tiny_dir: Path) -> TransformersLLM:
 
 @pytest.fixture(scope="session")
 def smollm2() -> TransformersLLM:
-    llm = load_llm("transformers:default", cache_dir=CACHE, seed=7)
+    llm = load_llm("transformers:default", cache_dir=CACHE, seed=7, max_new_tokens=Settings().llm_max_new_tokens)
     assert isinstance(llm, TransformersLLM)
     return llm
 
@@ -110,13 +115,11 @@ def test_a_missing_model_directory_is_an_llm_error(tmp_path: Path) -> None:
 
 
 def test_the_budget_covers_the_longest_valid_call() -> None:
-    longest = {
-        "tool": "write_file",
-        "args": {"path": "é" * PATH_MAX, "content": "\U0001f600" * CONTENT_MAX},
-    }
+    longest = {"tool": "read_file", "args": {"path": "\U0001f600" * PATH_MAX}}
     text = json.dumps(longest, ensure_ascii=False, separators=SEPARATORS)
-    bound = max_json_bytes(call_schema())
+    bound = max_json_bytes(call_schema(BOUNDED))
     assert bound is not None and len(text.encode()) <= bound
+    assert max_json_bytes(call_schema()) is None  # cmd and content are unbounded there
     finish = {"tool": "finish", "args": {"summary": "x" * SUMMARY_MAX, "success": False}}
     finish_bound = max_json_bytes(call_schema(frozenset({"finish"})))
     assert finish_bound is not None and len(json.dumps(finish, separators=SEPARATORS)) <= finish_bound
@@ -126,13 +129,13 @@ def test_an_unbounded_schema_gets_the_fallback_budget(tiny: TransformersLLM) -> 
     schema = {"type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"]}
     assert max_json_bytes(schema) is None
     assert tiny.budget(schema) == UNBOUNDED_BUDGET
-    assert tiny.budget(call_schema()) == (max_json_bytes(call_schema()) or 0) + 1
+    assert tiny.budget(call_schema(BOUNDED)) == (max_json_bytes(call_schema(BOUNDED)) or 0) + 1
 
 
 # --- decoding, on a tiny random model -------------------------------------------------
 
 
-@pytest.mark.parametrize("tools", [None, frozenset({"shell", "finish"})])
+@pytest.mark.parametrize("tools", [BOUNDED, frozenset({"list_dir", "finish"})])
 def test_random_weights_still_give_k_valid_calls(tiny: TransformersLLM, tools: frozenset[str] | None) -> None:
     proposal = tiny.propose(chat(TASKS[0]), call_schema(tools), k=6)
     assert len(proposal.candidates) == 6
@@ -171,12 +174,25 @@ def test_a_call_cut_short_comes_back_unparsed_with_the_reason(tiny_dir: Path) ->
 
 
 @pytest.mark.llm
-def test_forty_sampled_calls_are_all_valid(smollm2: TransformersLLM) -> None:
+def test_forty_sampled_calls_are_valid_or_cut_short_never_malformed(smollm2: TransformersLLM) -> None:
+    outcomes = []
     for task in TASKS:
-        proposal = smollm2.propose(chat(task), call_schema(), k=8)
-        for candidate in proposal.candidates:
-            assert candidate.error is None, (task, candidate.text, candidate.error)
-            validate_call(candidate.parsed)
+        for candidate in smollm2.propose(chat(task), call_schema(), k=8).candidates:
+            outcomes.append(_outcome(candidate))
+    # cmd and content are unbounded while decoding (see tool_schema): a long one may run
+    # past the token budget or the validated length. Nothing else may go wrong.
+    assert set(outcomes) <= {"valid", "cut short", "too long"}, outcomes
+    assert outcomes.count("valid") >= 28, outcomes  # 31 seen at seed 7
+
+
+def _outcome(candidate) -> str:
+    if candidate.error is not None:
+        return "cut short" if candidate.error.startswith("cut short") else candidate.error
+    try:
+        validate_call(candidate.parsed)
+    except InvalidToolCall as exc:
+        return "too long" if "at most" in str(exc) else str(exc)
+    return "valid"
 
 
 @pytest.mark.llm
