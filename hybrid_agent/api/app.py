@@ -19,6 +19,7 @@ from hybrid_agent.bus.connection import Bus
 from hybrid_agent.config import Settings
 from hybrid_agent.store import queries
 from hybrid_agent.store.db import make_engine, make_sessionmaker
+from hybrid_agent.store.journal_writer import JournalWriter
 
 
 @dataclass
@@ -32,15 +33,18 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
             yield
+            await app.state.journal.close()
             return
         if not settings.nats_url:
             raise RuntimeError("the API needs HA_NATS_URL (or run `hybrid-agent up`, which starts NATS)")
         engine = make_engine(settings.database)
         app.state.sessions = make_sessionmaker(engine)
+        app.state.journal = JournalWriter(app.state.sessions)
         app.state.bus = await Bus.connect(settings.nats_url, name="hybrid-agent-api")
         try:
             yield
         finally:
+            await app.state.journal.close()
             await app.state.bus.close()
             await engine.dispose()
 
@@ -50,6 +54,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.token_cache = TokenCache()
     if services is not None:
         app.state.bus, app.state.sessions = services.bus, services.sessions
+        app.state.journal = JournalWriter(services.sessions)
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.add_exception_handler(RequestValidationError, _journal_validation_error)

@@ -94,12 +94,13 @@ async def path_rate(bus: Bus, sessions: Any, events: list[Event]) -> tuple[float
     return delivered / elapsed, delivered
 
 
-def _serve_in_thread(app: FastAPI, port: int) -> uvicorn.Server:
+def _serve_in_thread(app: FastAPI, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.02)
-    return server
+    return server, thread
 
 
 def trivial_app() -> FastAPI:
@@ -134,13 +135,15 @@ async def rest_rates(settings: Settings, sessions: Any, count: int) -> tuple[flo
     token = await ensure_admin_token(sessions, settings.admin_token_file)
     async with sessions() as session:
         before = await queries.count_tasks(session)
-    real = _serve_in_thread(create_app(settings), free_port())
-    trivial = _serve_in_thread(trivial_app(), free_port())
+    servers = [_serve_in_thread(create_app(settings), free_port()), _serve_in_thread(trivial_app(), free_port())]
+    (real, _), (trivial, _) = servers
     try:
         rest_raw = await _post_all(f"http://127.0.0.1:{trivial.config.port}", token, count)
         rest = await _post_all(f"http://127.0.0.1:{real.config.port}", token, count)
     finally:
-        real.should_exit = trivial.should_exit = True
+        for server, thread in servers:  # stopped before NATS is, so they close cleanly
+            server.should_exit = True
+            await asyncio.to_thread(thread.join)
 
     async def stored() -> int:
         async with sessions() as session:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,22 +17,24 @@ from hybrid_agent.store.tables import EventRow, JournalRow, StepRow, TaskRow, To
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 
 
-async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]) -> None:
-    # executemany with one cached statement: a multi-VALUES statement is recompiled per batch.
+async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]) -> int:
+    """Rows inserted. executemany with one cached statement: a multi-VALUES statement
+    would be recompiled for every batch."""
     insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
-    await session.execute(insert(table).on_conflict_do_nothing(), list(rows))
+    result = await session.execute(insert(table.__table__).on_conflict_do_nothing(), list(rows))
+    return int(result.rowcount)
 
 
 async def insert_events_and_tasks(
     session: AsyncSession, *, events: Sequence[dict[str, Any]], tasks: Sequence[dict[str, Any]]
-) -> list[TaskRow]:
+) -> list[Row[tuple[str, str, str | None]]]:
     """Insert events and their tasks, ignoring ones already stored (redelivery, duplicate
     dedup key). Returns those of ``tasks`` that are still queued, so a caller that crashed
-    between commit and publish republishes them on redelivery."""
-    if events:
-        await _insert_ignoring_duplicates(session, EventRow, events)
-        # An event whose dedup key was stored under another id (a duplicate from outside
-        # JetStream's window) was not inserted: its task must not be either.
+    between commit and publish republishes them on redelivery. Each row has ``id``,
+    ``queue`` and ``event_id``."""
+    if events and await _insert_ignoring_duplicates(session, EventRow, events) < len(events):
+        # Some were known: an event whose dedup key was stored under another id (a
+        # duplicate from outside JetStream's window) was not inserted, nor may its task be.
         stored = set(await session.scalars(select(EventRow.id).where(EventRow.id.in_([e["id"] for e in events]))))
         tasks = [task for task in tasks if task.get("event_id") is None or task["event_id"] in stored]
     if tasks:
@@ -41,15 +43,15 @@ async def insert_events_and_tasks(
     ids = [task["id"] for task in tasks]
     if not ids:
         return []
-    result = await session.scalars(select(TaskRow).where(TaskRow.id.in_(ids), TaskRow.status == "queued"))
-    return list(result)
+    # Columns, not ORM objects: this runs for every routed batch.
+    query = select(TaskRow.id, TaskRow.queue, TaskRow.event_id).where(TaskRow.id.in_(ids), TaskRow.status == "queued")
+    return list(await session.execute(query))
 
 
 async def insert_event_with_task(session: AsyncSession, *, event: dict[str, Any], task: dict[str, Any]) -> None:
     """A new event and its task (a submission): plain inserts, a duplicate is an error."""
-    session.add(EventRow(**event))
-    await session.flush()  # the task refers to the event
-    session.add(TaskRow(deliveries=0, created_at=utcnow(), **task))
+    await session.execute(insert(EventRow), [event])
+    await session.execute(insert(TaskRow), [{"deliveries": 0, "created_at": utcnow(), **task}])
 
 
 async def event_exists(session: AsyncSession, *, dedup_key: str) -> bool:
@@ -65,7 +67,8 @@ async def mark_events_published(session: AsyncSession, *, event_ids: Sequence[st
 async def add_journal(
     session: AsyncSession, *, kind: str, detail: dict[str, Any], task_id: str | None = None, event_id: str | None = None
 ) -> None:
-    session.add(JournalRow(kind=kind, detail=detail, task_id=task_id, event_id=event_id, at=utcnow()))
+    await session.execute(insert(JournalRow), [{"kind": kind, "detail": detail, "task_id": task_id,
+                                                "event_id": event_id, "at": utcnow()}])
 
 
 async def add_journal_many(session: AsyncSession, *, entries: Sequence[dict[str, Any]]) -> None:

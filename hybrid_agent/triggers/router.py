@@ -15,6 +15,7 @@ from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.consumer import fetch_batches
 from hybrid_agent.bus.messages import Event, TaskMessage
 from hybrid_agent.store import queries
+from hybrid_agent.store.journal_writer import JournalWriter
 from hybrid_agent.triggers.rules import default_rule, event_row
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,17 @@ class Router:
                  retry_delay_s: float = 2.0) -> None:
         self.bus = bus
         self.sessions = sessions
+        self.journal = JournalWriter(sessions)
         self.batch = batch
         self.retry_delay_s = retry_delay_s
 
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self.bus.router_subscription()
-        async for messages in fetch_batches(subscription, batch=self.batch, stop=stop, wait_s=0.5):
-            await self.handle(messages)
+        try:
+            async for messages in fetch_batches(subscription, batch=self.batch, stop=stop, wait_s=0.5):
+                await self.handle(messages)
+        finally:
+            await self.journal.close()
 
     async def handle(self, messages: list[Msg]) -> None:
         """Route a batch; every message ends acked, terminated (malformed) or nak'd (retry)."""
@@ -56,11 +61,10 @@ class Router:
                  "detail": {"subject": msg.subject, "error": error, "data": msg.data[:500].decode(errors="replace")}}
                 for msg, error in malformed])
         acks = await self.bus.publish_tasks([TaskMessage(task_id=task.id, queue=task.queue) for task in queued])
-        async with self.sessions.begin() as session:
-            await queries.add_journal_many(session, entries=[
-                {"kind": "task.enqueued", "task_id": task.id, "event_id": task.event_id,
-                 "detail": {"stream": ack.stream, "seq": ack.seq, "duplicate": ack.duplicate, "rule": "default"}}
-                for task, ack in zip(queued, acks)])
+        self.journal.add([
+            {"kind": "task.enqueued", "task_id": task.id, "event_id": task.event_id,
+             "detail": {"stream": ack.stream, "seq": ack.seq, "duplicate": bool(ack.duplicate), "rule": "default"}}
+            for task, ack in zip(queued, acks)])
         return [task.id for task in queued]
 
     @staticmethod

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.messages import Event, new_id
 from hybrid_agent.store import queries
-from hybrid_agent.store.tables import utcnow
+from hybrid_agent.store.journal_writer import JournalWriter
 from hybrid_agent.triggers.rules import default_rule, event_row
 
 
@@ -23,8 +23,8 @@ class Submission:
 
 
 async def submit(
-    bus: Bus, sessions: async_sessionmaker[AsyncSession], *, goal: str, workspace: str | None, requested_by: str,
-    idempotency_key: str | None = None,
+    bus: Bus, sessions: async_sessionmaker[AsyncSession], journal: JournalWriter, *, goal: str,
+    workspace: str | None, requested_by: str, idempotency_key: str | None = None,
 ) -> Submission:
     event = Event(source="user", kind="task", payload={
         "goal": goal, "workspace": workspace, "task_id": new_id(), "requested_by": requested_by,
@@ -39,8 +39,6 @@ async def submit(
             return Submission(task_id=existing, event_id="", duplicate=True)
         await queries.insert_event_with_task(session, event=event_row(event), task=task)
     ack = await bus.publish_event(event)
-    async with sessions.begin() as session:
-        await queries.mark_events_published(session, event_ids=[event.id], at=utcnow())
-        await queries.add_journal(session, kind="event.published", event_id=event.id, task_id=task["id"],
-                                  detail={"stream": ack.stream, "seq": ack.seq, "source": "user"})
+    journal.add([{"kind": "event.published", "event_id": event.id, "task_id": task["id"],
+                  "detail": {"stream": ack.stream, "seq": ack.seq, "source": "user"}}], published_event_ids=[event.id])
     return Submission(task_id=task["id"], event_id=event.id, duplicate=False)

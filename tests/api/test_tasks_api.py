@@ -18,11 +18,13 @@ async def api(settings, sessions, embedded_nats):
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api",
                                  headers={"Authorization": f"Bearer {token}"}) as client:
+        client.app = app
         yield client
     await bus.close()
 
 
-async def stored_counts(sessions) -> tuple[int, int]:
+async def stored_counts(api, sessions) -> tuple[int, int]:
+    await api.app.state.journal.flush()  # the journal is written in batches
     async with sessions() as session:
         tasks = await queries.count_tasks(session)
         events = len(await queries.journal_of_kind(session, kind="event.published"))
@@ -39,6 +41,7 @@ async def test_a_submission_is_stored_published_and_readable(api, sessions, tmp_
     assert response.status_code == 201
     created = response.json()
     assert created["status"] == "queued"
+    await api.app.state.journal.flush()  # the journal is written in batches
     task = (await api.get(f"/api/tasks/{created['id']}")).json()
     assert task["goal"] == "make a file" and task["workspace"] == str(tmp_path / "w")
     assert [j["kind"] for j in task["journal"]] == ["event.published"]
@@ -51,7 +54,7 @@ async def test_the_same_idempotency_key_is_one_task(api, sessions):
     first = await api.post("/api/tasks", json={"goal": "g"}, headers={"Idempotency-Key": "abc"})
     second = await api.post("/api/tasks", json={"goal": "g"}, headers={"Idempotency-Key": "abc"})
     assert first.json()["id"] == second.json()["id"]
-    assert await stored_counts(sessions) == (1, 1)
+    assert await stored_counts(api, sessions) == (1, 1)
 
 
 @pytest.mark.parametrize("body, field", [
@@ -67,7 +70,7 @@ async def test_a_bad_submission_is_422_naming_the_field_and_stores_nothing(api, 
     response = await api.post("/api/tasks", json=body)
     assert response.status_code == 422
     assert any(error["loc"][-1] == field for error in response.json()["detail"])
-    assert await stored_counts(sessions) == (0, 0)
+    assert await stored_counts(api, sessions) == (0, 0)
     async with sessions() as session:
         incidents = await queries.journal_of_kind(session, kind="incident.rejected_request")
     assert incidents[0].detail["status"] == 422
@@ -80,7 +83,7 @@ async def test_no_token_or_a_wrong_one_is_401_and_stores_nothing(api, sessions, 
     response = await api.post("/api/tasks", json={"goal": "g"}, headers=headers)
     assert response.status_code == 401
     assert (await api.get("/api/tasks", headers=headers)).status_code == 401
-    assert await stored_counts(sessions) == (0, 0)
+    assert await stored_counts(api, sessions) == (0, 0)
 
 
 async def test_a_viewer_may_read_but_not_submit(api, sessions):

@@ -23,7 +23,8 @@ async def submit_task(body: TaskCreate, request: Request, principal: Principal =
             check_workspace(body.workspace, roots=settings.allowed_roots)
         except WorkspaceNotAllowed as exc:
             raise HTTPException(422, [{"loc": ["body", "workspace"], "msg": str(exc), "type": "value_error"}]) from exc
-    submission = await user.submit(request.app.state.bus, request.app.state.sessions, goal=body.goal,
+    state = request.app.state
+    submission = await user.submit(state.bus, state.sessions, state.journal, goal=body.goal,
                                    workspace=body.workspace, requested_by=principal.name,
                                    idempotency_key=idempotency_key)
     return TaskCreated(id=submission.task_id, status="queued")

@@ -1,0 +1,55 @@
+"""Journal entries written in batches, off the hot path: many submissions or routed
+batches share one transaction. An entry not yet written when the process dies is lost
+from the journal only; the state it describes (an event published, a task enqueued) is
+recovered from the rows and the bus, so nothing of the work is lost with it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hybrid_agent.store import queries
+from hybrid_agent.store.tables import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class JournalWriter:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, delay_s: float = 0.02) -> None:
+        self.sessions = sessions
+        self.delay_s = delay_s
+        self._entries: list[dict[str, Any]] = []
+        self._published: list[str] = []
+        self._flush: asyncio.Task[None] | None = None
+
+    def add(self, entries: list[dict[str, Any]], *, published_event_ids: list[str] = ()) -> None:
+        """Queue entries (and events to mark published); written within ``delay_s``."""
+        self._entries.extend(entries)
+        self._published.extend(published_event_ids)
+        if self._flush is None:
+            self._flush = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.delay_s)
+        await self.flush()
+
+    async def flush(self) -> None:
+        entries, published, self._entries, self._published, self._flush = \
+            self._entries, self._published, [], [], None
+        if not entries and not published:
+            return
+        try:
+            async with self.sessions.begin() as session:
+                await queries.add_journal_many(session, entries=entries)
+                if published:
+                    await queries.mark_events_published(session, event_ids=published, at=utcnow())
+        except Exception:
+            log.exception("writing %d journal entries failed", len(entries))
+
+    async def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+        await self.flush()
