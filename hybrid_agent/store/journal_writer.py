@@ -26,8 +26,10 @@ class JournalWriter:
         self._flush: asyncio.Task[None] | None = None
 
     def add(self, entries: list[dict[str, Any]], *, published_event_ids: list[str] = ()) -> None:
-        """Queue entries (and events to mark published); written within ``delay_s``."""
-        self._entries.extend(entries)
+        """Queue entries (and events to mark published); written within ``delay_s``, each
+        stamped now: the journal is read in order of ``at``, not of writing."""
+        now = utcnow()
+        self._entries.extend({"at": now, **entry} for entry in entries)
         self._published.extend(published_event_ids)
         if self._flush is None:
             self._flush = asyncio.create_task(self._flush_soon())

@@ -80,7 +80,7 @@ async def journal_for_task(session: AsyncSession, *, task_id: str, event_id: str
     clause = JournalRow.task_id == task_id
     if event_id:
         clause = clause | (JournalRow.event_id == event_id)
-    return list(await session.scalars(select(JournalRow).where(clause).order_by(JournalRow.id)))
+    return list(await session.scalars(select(JournalRow).where(clause).order_by(JournalRow.at, JournalRow.id)))
 
 
 async def journal_of_kind(session: AsyncSession, *, kind: str, limit: int = 100) -> list[JournalRow]:
