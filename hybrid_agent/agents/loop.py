@@ -6,6 +6,7 @@ exceptions (mini-swe-agent style): ``Submitted`` when the model calls ``finish``
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -72,7 +73,8 @@ class Scored:
     chosen: bool = False
 
     def record(self) -> dict[str, Any]:
-        return {"text": self.candidate.text, "logprob": round(self.candidate.logprob, 4),
+        logprob = self.candidate.logprob
+        return {"text": self.candidate.text, "logprob": round(logprob, 4) if math.isfinite(logprob) else None,
                 "tokens": self.candidate.tokens, "valid": self.call is not None, "error": self.error,
                 "chosen": self.chosen}
 

@@ -15,6 +15,7 @@ from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.store import queries
 from hybrid_agent.store.tables import utcnow
+from hybrid_agent.models.llm.base import LLMError
 from tests.fakes import FakeScriptedLLM
 
 
@@ -76,6 +77,17 @@ async def test_a_task_runs_in_a_fresh_workspace_and_is_journaled(make_worker, se
 
 async def _finished(sessions, task_id: str) -> bool:
     return await task_status(sessions, task_id) in queries.TERMINAL
+
+
+async def test_a_model_failure_is_journaled_as_a_step(make_worker, sessions, bus):
+    await queue_task(sessions, bus, "t5")
+    llm = FakeScriptedLLM([LLMError("backend timed out"), LLMError("still down"), *script_writing("a.txt")])
+    await run_worker_until(make_worker(llm), lambda: _finished(sessions, "t5"))
+    async with sessions() as session:
+        steps = await queries.get_steps(session, task_id="t5")
+        task = await queries.get_task(session, task_id="t5")
+    assert "backend timed out" in steps[0].observation and steps[0].candidates[0]["logprob"] is None
+    assert task.status == "succeeded"
 
 
 async def test_a_duplicate_delivery_of_a_finished_task_does_nothing(make_worker, sessions, bus):
