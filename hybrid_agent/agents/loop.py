@@ -270,7 +270,8 @@ class AgentLoop:
         if chosen is None:
             # Offering only to redo completed actions is the model saying it is done.
             state.force_finish = any(s.error == "repeats a completed action" for s in scored)
-            state.note = "" if state.force_finish else "Try a different call."
+            reasons = "; ".join(sorted({s.error.removeprefix("preflight: ") for s in scored if s.error})[:2])
+            state.note = "" if state.force_finish else f"Refused ({reasons}). Try a different call."
             return
         call = chosen.call
         state.just_changed = observation.ok and call.tool in STATE_CHANGING

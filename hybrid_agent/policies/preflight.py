@@ -24,7 +24,7 @@ KEYWORDS = frozenset({"if", "then", "else", "elif", "while", "until", "do", "!",
 def preflight(call: ToolCall, workspace: Path) -> str | None:
     """Why ``call`` would certainly fail, or None."""
     if call.tool == "shell":
-        return _missing_program(call.args["cmd"])
+        return _missing_program(call.args["cmd"], workspace)
     if call.tool in ("read_file", "list_dir"):
         path = Path(call.args["path"])
         target = path if path.is_absolute() else workspace / path
@@ -33,9 +33,15 @@ def preflight(call: ToolCall, workspace: Path) -> str | None:
     return None
 
 
-def _missing_program(cmd: str) -> str | None:
+def _missing_program(cmd: str, workspace: Path) -> str | None:
     for program in command_names(cmd):
-        if program not in SHELL_WORDS and "/" not in program and shutil.which(program, path=SANDBOX_PATH) is None:
+        if program in SHELL_WORDS or "$" in program:
+            continue
+        if "/" in program:
+            path = Path(program) if program.startswith("/") else workspace / program
+            if not path.is_file():
+                return f"no program at {program!r}"
+        elif shutil.which(program, path=SANDBOX_PATH) is None:
             return f"no program named {program!r}"
     return None
 

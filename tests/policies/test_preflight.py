@@ -25,9 +25,16 @@ def test_a_command_naming_no_program_fails_preflight(cmd, tmp_path):
     assert "no program named" in preflight(ToolCall(tool="shell", args={"cmd": cmd}), tmp_path)
 
 
-@pytest.mark.parametrize("cmd", ["cp a b", "echo hi > x", "cd sub; ls", "./run.sh", "rm -rf junk", 'echo "open'])
+@pytest.mark.parametrize("cmd", ["cp a b", "echo hi > x", "cd sub; ls", "./run.sh", "/bin/ls -l", "rm -rf junk",
+                                 'echo "open', "$EDITOR x"])
 def test_ordinary_commands_pass(cmd, tmp_path):
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
     assert preflight(ToolCall(tool="shell", args={"cmd": cmd}), tmp_path) is None
+
+
+@pytest.mark.parametrize("cmd", ["files/data.csv", "./missing.sh", "/opt/nothing/here"])
+def test_a_path_to_no_program_fails_preflight(cmd, tmp_path):
+    assert "no program at" in preflight(ToolCall(tool="shell", args={"cmd": cmd}), tmp_path)
 
 
 def test_reading_a_missing_file_fails_preflight_and_an_existing_one_passes(tmp_path):
