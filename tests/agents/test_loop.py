@@ -114,3 +114,13 @@ def test_a_stopping_worker_hands_the_task_back_between_steps(tmp_path):
                      stopping=lambda: next(stops))
     exit_ = loop.run("g", tmp_path)
     assert isinstance(exit_, Interrupted) and exit_.status == "queued" and len(llm.ks) == 1
+
+
+def test_the_time_budget_ends_the_task(tmp_path):
+    ticks = iter(range(0, 1000, 50))  # a fake clock: every reading is 50 s later
+    llm = FakeScriptedLLM([[call("shell", cmd="true")], [call("list_dir", path=".")]] * 5)
+    runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=100), timeout_s=5, max_output_chars=100)
+    loop = AgentLoop(llm=llm, runner=runner, limits=Limits(max_steps=50, max_seconds=300), journal=lambda r: None,
+                     clock=lambda: next(ticks))
+    exit_ = loop.run("g", tmp_path)
+    assert isinstance(exit_, LimitsExceeded) and "time budget" in exit_.summary
