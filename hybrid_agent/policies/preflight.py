@@ -1,24 +1,22 @@
 """Preflight: calls that certainly fail, found before they run (a program that does not
-exist, a file to read that is not there). The loop drops such candidates and samples
-others instead of spending a step on them. This is not the safety policy: it looks only
-for certain failure, and a command it cannot read passes through to the policy."""
+exist, a file to read that is not there), every command of a shell line included. The loop
+drops such candidates and samples others instead of spending a step on them. This is not
+the safety policy: it looks only for certain failure, and a line it cannot parse passes."""
 
 from __future__ import annotations
 
-import shlex
 import shutil
 from pathlib import Path
 
+from hybrid_agent.policies.shell import ShellParseError, parse
 from hybrid_agent.policies.tool_schema import ToolCall
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-SHELL_WORDS = frozenset(
-    "! [ [[ { } ( ) . : alias bg break builtin case cd command continue declare do done echo elif else esac eval exec "
-    "exit export false fc fg fi for function getopts hash if in let local printf pwd read readonly return select set "
-    "shift source test then time times trap true type typeset ulimit umask unalias unset until wait while".split()
+BUILTINS = frozenset(
+    ". : [ [[ alias bg break builtin cd command continue declare echo eval exec exit export false fc fg getopts "
+    "hash jobs kill let local printf pushd popd pwd read readonly return set shift source test times trap true "
+    "type typeset ulimit umask unalias unset wait".split()
 )
-OPERATORS = frozenset({"&&", "||", ";", "|", "&", "(", ")", ";;", "|&"})
-KEYWORDS = frozenset({"if", "then", "else", "elif", "while", "until", "do", "!", "{", "time"})
 
 
 def preflight(call: ToolCall, workspace: Path) -> str | None:
@@ -34,39 +32,18 @@ def preflight(call: ToolCall, workspace: Path) -> str | None:
 
 
 def _missing_program(cmd: str, workspace: Path) -> str | None:
-    for program in command_names(cmd):
-        if program in SHELL_WORDS or "$" in program:
-            continue
-        if "/" in program:
-            path = Path(program) if program.startswith("/") else workspace / program
-            if not path.is_file():
-                return f"no program at {program!r}"
-        elif shutil.which(program, path=SANDBOX_PATH) is None:
-            return f"no program named {program!r}"
-    return None
-
-
-def command_names(cmd: str) -> list[str]:
-    """The first word of each simple command (after assignments), as far as shlex reads it."""
-    lexer = shlex.shlex(cmd, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
     try:
-        tokens = list(lexer)
-    except ValueError:  # unbalanced quotes: the shell will say so itself
-        return []
-    names, expect_command, skip_next = [], True, False
-    for token in tokens:
-        if skip_next:
-            skip_next = False
-        elif token in OPERATORS:
-            expect_command = True
-        elif set(token) <= set("<>&|0123456789") and any(c in token for c in "<>"):
-            skip_next = True  # a redirection's target is not a command
-        elif expect_command and "=" in token and not token.startswith("="):
-            continue  # VAR=value before the command
-        elif expect_command and token in KEYWORDS:
-            continue  # a command follows
-        elif expect_command:
-            names.append(token)
-            expect_command = False
-    return names
+        commands = parse(cmd)
+    except ShellParseError:
+        return None  # the shell will say what is wrong, better than we could
+    for command in commands:
+        name = command.argv[0]
+        if name in BUILTINS or "$" in name or "`" in name:
+            continue
+        if "/" in name:
+            path = Path(name) if name.startswith("/") else workspace / name
+            if not path.is_file():
+                return f"no program at {name!r}"
+        elif shutil.which(name, path=SANDBOX_PATH) is None:
+            return f"no program named {name!r}"
+    return None

@@ -3,24 +3,12 @@ to read) and passes everything else, including what it cannot read."""
 
 import pytest
 
-from hybrid_agent.policies.preflight import command_names, preflight
+from hybrid_agent.policies.preflight import preflight
 from hybrid_agent.policies.tool_schema import ToolCall
 
 
-@pytest.mark.parametrize("cmd, names", [
-    ("wc -l < list.tsv > n.out", ["wc"]),
-    ("mkdir -p out && mv x.ini out/", ["mkdir", "mv"]),
-    ("FOO=1 sort a | uniq -c", ["sort", "uniq"]),
-    ("for f in *; do gzip $f; done", ["for", "gzip", "done"]),
-    ("if true; then ls; fi", ["true", "ls", "fi"]),
-    ("echo 'a b' >> f", ["echo"]),
-    ('echo "unbalanced', []),
-])
-def test_the_programs_of_a_command_line_are_found(cmd, names):
-    assert command_names(cmd) == names
-
-
-@pytest.mark.parametrize("cmd", ["count -n 1 count.txt", "ls && append done s.txt", "copy-to-backup.csv"])
+@pytest.mark.parametrize("cmd", ["count -n 1 count.txt", "ls && append done s.txt", "copy-to-backup.csv",
+                                 "echo $(frobnicate)", "bash -c 'nosuchtool x'", "sudo nosuchtool"])
 def test_a_command_naming_no_program_fails_preflight(cmd, tmp_path):
     assert "no program named" in preflight(ToolCall(tool="shell", args={"cmd": cmd}), tmp_path)
 
