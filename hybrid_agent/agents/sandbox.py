@@ -24,7 +24,9 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-_SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# What a sandboxed command finds on PATH; preflight looks for programs in the same places.
+from hybrid_agent.policies.preflight import SANDBOX_PATH
+
 _CPU_SLACK_S = 5                        # CPU seconds allowed beyond the wall-clock timeout
 _ADDRESS_SPACE_BYTES = 2 * 1024**3
 _FILE_SIZE_BYTES = 256 * 1024**2
@@ -161,7 +163,7 @@ def _limit_resources(cpu_s: int) -> None:
 def _scrubbed_env(cwd: Path) -> dict[str, str]:
     """Nothing is inherited, so no secret in the agent's environment reaches a command.
     /tmp is the shared system one here; bubblewrap would give a private one."""
-    return {"PATH": _SAFE_PATH, "HOME": str(cwd), "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    return {"PATH": SANDBOX_PATH, "HOME": str(cwd), "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -74,22 +74,25 @@ class Worker:
 
     async def run_task(self, message: TaskMessage, delivery: Delivery) -> bool:
         """Run the task to its end (True), or hand it back when the worker stops (False)."""
-        async with self.sessions.begin() as session:
+        async with self.sessions() as session:
             task = await queries.get_task(session, task_id=message.task_id)
-            if task is None or task.status in queries.TERMINAL:
-                await queries.add_journal(session, kind="task.duplicate_delivery", task_id=message.task_id,
-                                          detail={"seq": delivery.stream_seq, "deliveries": delivery.count})
-                return True
-            goal, requested = task.goal, task.workspace
-            done_steps = len(await queries.get_steps(session, task_id=task.id))
+            if task is not None and task.status not in queries.TERMINAL:
+                goal, requested = task.goal, task.workspace
+                done_steps = len(await queries.get_steps(session, task_id=task.id))
+        if task is None or task.status in queries.TERMINAL:
+            await self._journal("task.duplicate_delivery", message.task_id,
+                                {"seq": delivery.stream_seq, "deliveries": delivery.count})
+            return True
         try:
             workspace = resolve_workspace(requested, settings=self.settings, task_id=message.task_id)
         except WorkspaceNotAllowed as exc:
             await self._finish(message.task_id, "failed", None, str(exc))
             return True
         async with self.sessions.begin() as session:
-            await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.name,
-                                     workspace=str(workspace))
+            # start_task re-checks under a row lock: the task may have ended since the read.
+            if await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.name,
+                                        workspace=str(workspace)) is None:
+                return True
             await queries.add_journal(session, kind="task.delivered", task_id=message.task_id, detail={
                 "stream": "TASKS", "seq": delivery.stream_seq, "deliveries": delivery.count,
                 "isolation": self.sandbox.name, "llm": self.llm.name})

@@ -63,6 +63,9 @@ def _parse(line: str, *, via: tuple[str, ...], depth: int) -> list[Command]:
         raise ShellParseError(f"nested shells deeper than {MAX_DEPTH}")
     try:
         trees = bashlex.parse(line)
+    # bashlex raises NotImplementedError for constructs it does not model (case, select,
+    # coproc, $((...))) and, on some malformed input, IndexError or AttributeError from
+    # its own internals: all of them mean "not understood".
     except (bashlex.errors.ParsingError, NotImplementedError, IndexError, AttributeError) as exc:
         raise ShellParseError(f"cannot parse {line!r}: {exc}") from exc
     collector = _Collector()

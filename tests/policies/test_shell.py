@@ -42,7 +42,8 @@ def test_an_absolute_path_names_the_same_program():
     assert programs("/usr/bin/rm -f x") == ["rm"]
 
 
-@pytest.mark.parametrize("line", ['echo "unbalanced', "bash -c " + '"bash -c \\"' * 8])
+@pytest.mark.parametrize("line", ['echo "unbalanced', "bash -c " + '"bash -c \\"' * 8,
+                                  "case $x in a) rm -rf /;; esac", "echo $((1+2))"])
 def test_what_cannot_be_parsed_is_an_error_not_a_pass(line):
     with pytest.raises(ShellParseError):
         parse(line)
