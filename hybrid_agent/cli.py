@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--token", help="API token (default: HA_TOKEN, else the data dir's admin.token)")
     submit.add_argument("--timeout", type=float, default=900.0, help="seconds to wait with --wait")
 
+    policy = command("policy", cmd_policy_check, "check tool calls (JSONL on stdin) against the policy")
+    policy.add_argument("action", choices=["check"], help="check: one JSON decision per input line, in order")
+    policy.add_argument("--scope", type=Path, action="append",
+                        help="the task's writable scope (repeatable; default: the current directory)")
+    policy.add_argument("--policy", type=Path, help="policy YAML (default: HA_POLICY, else the shipped one)")
+    policy.add_argument("--no-tpc", action="store_true", help="rules only, without the tool-policy classifier")
+
     bench = command("bench", cmd_bench, "run a benchmark and print its ratios")
     bench.add_argument("which", choices=["bus"], help="bus: event -> router -> task -> consumer vs raw JetStream")
     bench.add_argument("--events", type=int, default=5000)
@@ -89,6 +96,9 @@ def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool
     if not embedded_ok and not settings.nats_url:
         raise CLIError("HA_NATS_URL is not set: point it at NATS with JetStream, or run `hybrid-agent up`")
     from hybrid_agent import runtime  # heavy imports (torch) only for commands that serve
+
+    if "worker" in components:
+        _check_worker_setup(settings)
 
     async def serve(configured: Settings) -> None:
         stop = asyncio.Event()
@@ -114,6 +124,23 @@ def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool
             print(f"nats: embedded JetStream at {configured.nats_url} (store {settings.data_dir / 'jetstream'})", flush=True)
         asyncio.run(serve(configured))
     print("stopped", flush=True)
+
+
+def _check_worker_setup(settings: Settings) -> None:
+    """What a worker loads besides the LLM, checked before anything starts, so that a bad
+    policy file or a missing sandbox is one line, not a traceback from a running stack."""
+    from hybrid_agent.agents.sandbox import SandboxLimits, SandboxUnavailable, make_sandbox
+    from hybrid_agent.models.tpc import TPCError, load_tpc
+    from hybrid_agent.policies.policy_file import PolicyError, load_policy
+
+    try:
+        load_policy(settings.policy)
+        if settings.tpc:
+            load_tpc(settings.tpc_checkpoint)
+        make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
+                     limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
+    except (PolicyError, TPCError, SandboxUnavailable, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
@@ -201,3 +228,30 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
 
     result = asyncio.run(run_bus_benchmark(events=args.events, database_url=args.database_url))
     print(json.dumps(result))
+
+
+def cmd_policy_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Reads ``{"tool": ..., "args": {...}}`` lines; a line that is not JSON gets a deny
+    naming the line, so output lines always match input lines."""
+    from hybrid_agent.models.tpc import TPCError, load_tpc
+    from hybrid_agent.policies.engine import PolicyEngine
+    from hybrid_agent.policies.policy_file import PolicyError, load_policy
+
+    try:
+        policy = load_policy(args.policy or settings.policy)
+        use_tpc = settings.tpc and not args.no_tpc
+        classifier = load_tpc(settings.tpc_checkpoint) if use_tpc else None
+    except (PolicyError, TPCError) as exc:
+        raise CLIError(str(exc)) from exc
+    scopes = [scope.expanduser().resolve() for scope in (args.scope or [Path.cwd()])]
+    engine = PolicyEngine(policy, scopes=scopes, test_cmd=settings.test_cmd, classifier=classifier)
+    for n, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            decision = engine.check(json.loads(line)).as_dict()
+        except json.JSONDecodeError as exc:
+            decision = {"decision": "deny", "risk": "low", "reasons": [f"line {n} is not JSON: {exc.msg}"],
+                        "rules": ["schema"], "policy_version": policy.version}
+        print(json.dumps(decision), flush=True)
+    return 0

@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 
-from hybrid_agent.agents.sandbox import make_sandbox
+from hybrid_agent.agents.sandbox import SandboxLimits, make_sandbox
 from hybrid_agent.agents.worker import Worker
 from hybrid_agent.api.app import Services, create_app
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.embedded import EmbeddedNats
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm import load_llm
+from hybrid_agent.models.tpc import load_tpc
+from hybrid_agent.policies.policy_file import load_policy
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
 from hybrid_agent.triggers.router import Router
 
@@ -63,9 +65,13 @@ async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> 
     print(f"worker: loading LLM {settings.llm} (the first start converts the GGUF once, ~20 s)", flush=True)
     llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
                                 max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature)
-    sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars)
-    print(f"worker: ready ({llm.name}, sandbox {sandbox.name})", flush=True)
-    await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox).run(stop)
+    sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
+                           limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
+    policy, classifier = load_policy(settings.policy), load_tpc(settings.tpc_checkpoint) if settings.tpc else None
+    print(f"worker: ready ({llm.name}, sandbox {sandbox.isolation}, policy {policy.version}"
+          f"{', classifier on' if classifier else ''})", flush=True)
+    await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox, policy=policy,
+                 classifier=classifier).run(stop)
 
 
 async def run_until_stopped(stop: asyncio.Event, *jobs: asyncio.Future | asyncio.Task) -> None:  # type: ignore[type-arg]

@@ -16,8 +16,10 @@ class FakeScriptedLLM:
         self.script = list(script)
         self.schemas: list[dict] = []
         self.ks: list[int] = []
+        self.prompts: list[list[dict]] = []
 
     def propose(self, messages, schema, k):
+        self.prompts.append(messages)
         self.schemas.append(schema)
         self.ks.append(k)
         answer = self.script.pop(0)

@@ -1,7 +1,9 @@
 """The agent loop. One step is one readable function, ``AgentLoop.step``: observe, plan,
 propose, check, score, gate, act, verify, journal; each stage a small method. Exits are
 exceptions (mini-swe-agent style): ``Submitted`` when the model calls ``finish``,
-``LimitsExceeded`` when a budget is spent."""
+``LimitsExceeded`` when a budget is spent, ``NeedsApproval`` when the only way on is a call
+the policy holds for a human (the model is told once and may find another way; offering a
+held call again parks the task). Nothing the policy denies or holds is ever run."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 from hybrid_agent.agents.prompt import PromptParts, StepView, build_messages
 from hybrid_agent.agents.tools import Observation, ToolRunner
 from hybrid_agent.models.llm.base import LLM, Candidate, LLMError
+from hybrid_agent.policies.engine import Decision, PolicyEngine
 from hybrid_agent.policies.preflight import preflight
 from hybrid_agent.policies.tool_schema import STATE_CHANGING, TOOL_ARGS, InvalidToolCall, ToolCall, call_schema, validate_call
 
@@ -45,6 +48,18 @@ class LimitsExceeded(AgentExit):
     status = "failed"
 
 
+class NeedsApproval(AgentExit):
+    """The best next call needs a human's approval: the task waits, holding the call and
+    the policy's decision."""
+
+    status = "awaiting_approval"
+
+    def __init__(self, summary: str, *, call: ToolCall, decision: Decision) -> None:
+        super().__init__(summary)
+        self.call = call
+        self.decision = decision
+
+
 class Interrupted(AgentExit):
     """The worker is stopping: the task goes back to the queue after the current step."""
 
@@ -70,13 +85,19 @@ class Scored:
     candidate: Candidate
     call: ToolCall | None
     error: str | None
+    policy: Decision | None = None
     chosen: bool = False
 
+    @property
+    def verdict(self) -> str | None:
+        return self.policy.decision if self.policy is not None else None
+
     def record(self) -> dict[str, Any]:
+        """The candidate as journaled; denied ones stay here as the EBM's negatives."""
         logprob = self.candidate.logprob
         return {"text": self.candidate.text, "logprob": round(logprob, 4) if math.isfinite(logprob) else None,
                 "tokens": self.candidate.tokens, "valid": self.call is not None, "error": self.error,
-                "chosen": self.chosen}
+                "policy": self.policy.as_dict() if self.policy is not None else None, "chosen": self.chosen}
 
 
 @dataclass
@@ -84,6 +105,7 @@ class StepRecord:
     n: int
     tool_call: dict[str, Any] | None
     decision: str
+    policy: dict[str, Any] | None
     observation: str
     ok: bool
     candidates: list[dict[str, Any]]
@@ -107,6 +129,7 @@ class AgentState:
     changed: bool = False
     just_changed: bool = False
     force_finish: bool = False
+    held_once: bool = False     # the model was told a call needs approval; the next one parks
     note: str = ""
 
 
@@ -130,10 +153,11 @@ def workspace_listing(root: Path, *, limit: int = 40) -> str:
 
 
 class AgentLoop:
-    def __init__(self, *, llm: LLM, runner: ToolRunner, limits: Limits,
+    def __init__(self, *, llm: LLM, runner: ToolRunner, policy: PolicyEngine, limits: Limits,
                  journal: Callable[[StepRecord], None], clock: Callable[[], float] = time.monotonic,
                  stopping: Callable[[], bool] = lambda: False) -> None:
         self.llm = llm
+        self.policy = policy
         self.runner = runner
         self.limits = limits
         self.journal = journal
@@ -168,19 +192,19 @@ class AgentLoop:
         plan = self.plan(state, n)
         messages = build_messages(PromptParts(state.goal, listing, state.views, plan.note))
         timings["observe_s"] = self.clock() - t0
-        scored, prompt_tokens, timings["propose_s"] = self.propose_and_check(messages, plan, state.workspace)
+        scored, prompt_tokens, timings["propose_s"] = self.propose_and_check(messages, plan, state)
         chosen = self.score(scored, state)
-        if chosen is None and plan.k == 1:  # greedy repeated itself or failed: sample alternatives
-            more, _, extra_s = self.propose_and_check(messages, Plan(plan.tools, RESAMPLE_K, plan.note),
-                                                      state.workspace)
+        if chosen is None and plan.k == 1:  # greedy unusable, repeated or held: sample alternatives
+            more, _, extra_s = self.propose_and_check(messages, Plan(plan.tools, RESAMPLE_K, plan.note), state)
             scored, timings["propose_s"] = scored + more, timings["propose_s"] + extra_s
             chosen = self.score(scored, state)
-        decision = self.gate(chosen)
+        decision, chosen = self.gate(chosen, scored)
         t1 = self.clock()
-        observation = self.act(chosen, scored)
+        observation = self.act(decision, chosen, scored)
         timings["act_s"] = self.clock() - t1
         record = StepRecord(n=n, tool_call=chosen.call.model_dump() if chosen and chosen.call else None,
-                            decision=decision, observation=observation.render(), ok=observation.ok,
+                            decision=decision, policy=chosen.policy.as_dict() if chosen and chosen.policy else None,
+                            observation=observation.render(), ok=observation.ok,
                             candidates=[s.record() for s in scored], prompt_tokens=prompt_tokens,
                             timings={k: round(v, 4) for k, v in timings.items()}, started_at=started_at,
                             duration_s=round(self.clock() - t0, 4))
@@ -207,35 +231,37 @@ class AgentLoop:
         return Plan(frozenset(tools), self.limits.k, state.note)
 
     def propose_and_check(self, messages: list[dict[str, str]], plan: Plan,
-                          workspace: Path) -> tuple[list[Scored], int, float]:
-        """Propose K candidates under the plan's grammar, validate each again, preflight it."""
+                          state: AgentState) -> tuple[list[Scored], int, float]:
+        """Propose K candidates under the plan's grammar; validate, preflight and police each."""
         t0 = self.clock()
         try:
             proposal = self.llm.propose(messages, call_schema(plan.tools), plan.k)
         except LLMError as exc:
             failed = Candidate(text="", parsed=None, logprob=float("-inf"), tokens=0, error=f"model error: {exc}")
             return [Scored(failed, None, failed.error)], 0, self.clock() - t0
-        checked = [self.check(c, plan, workspace) for c in proposal.candidates]
+        checked = [self.check(c, plan, state) for c in proposal.candidates]
         return checked, proposal.prompt_tokens, self.clock() - t0
 
-    @staticmethod
-    def check(candidate: Candidate, plan: Plan, workspace: Path) -> Scored:
-        """Schema validation, then preflight: a call certain to fail is kept in the journal
-        with the reason, but never chosen."""
+    def check(self, candidate: Candidate, plan: Plan, state: AgentState) -> Scored:
+        """Schema validation, preflight, then the policy. A call certain to fail or denied
+        is kept in the journal with the reason, but never chosen."""
         if candidate.parsed is None:
             return Scored(candidate, None, candidate.error or "output is not JSON")
         try:
             call = validate_call(candidate.parsed, tools=plan.tools)
         except InvalidToolCall as exc:
             return Scored(candidate, None, str(exc))
-        reason = preflight(call, workspace)
-        return Scored(candidate, call, f"preflight: {reason}" if reason else None)
+        reason = preflight(call, state.workspace)
+        if reason:
+            return Scored(candidate, call, f"preflight: {reason}")
+        decision = self.policy.check(call, goal=state.goal)
+        denied = f"policy: denied, {decision.reasons[0]}" if decision.decision == "deny" else None
+        return Scored(candidate, call, denied, policy=decision)
 
     @staticmethod
     def score(scored: list[Scored], state: AgentState) -> Scored | None:
-        """Best valid candidate by mean log-probability, never one that repeats a failed
+        """Best allowed candidate by mean log-probability, never one that repeats a failed
         call or redoes a completed state-changing call."""
-        fresh = []
         for s in scored:
             if s.call is None or s.error:
                 continue
@@ -244,21 +270,21 @@ class AgentLoop:
                 s.error = "repeats a call that failed"
             elif key in state.done_changes:
                 s.error = "repeats a completed action"
-            else:
-                fresh.append(s)
-        if not fresh:
-            return None
-        best = max(fresh, key=lambda s: s.candidate.logprob / max(s.candidate.tokens, 1))
-        best.chosen = True
-        return best
+        return _best([s for s in scored if s.call is not None and not s.error and s.verdict == "allow"])
 
     @staticmethod
-    def gate(chosen: Scored | None) -> str:
-        # The policy engine decides here (allow / approve / deny) once it exists.
-        return "allow" if chosen is not None else "none"
+    def gate(chosen: Scored | None, scored: list[Scored]) -> tuple[str, Scored | None]:
+        """``allow`` the chosen call; else hold the best call that needs approval; else
+        ``none``. Only an allowed call reaches ``act``'s runner."""
+        if chosen is not None:
+            return "allow", chosen
+        held = _best([s for s in scored if s.call is not None and not s.error and s.verdict == "approve"])
+        return ("approve", held) if held is not None else ("none", None)
 
-    def act(self, chosen: Scored | None, scored: list[Scored]) -> Observation:
-        if chosen is None:
+    def act(self, decision: str, chosen: Scored | None, scored: list[Scored]) -> Observation:
+        if decision == "approve" and chosen is not None and chosen.policy is not None:
+            return Observation(ok=False, output=f"held for approval: {'; '.join(chosen.policy.reasons)}")
+        if decision != "allow" or chosen is None or chosen.call is None:
             reasons = sorted({s.error or "" for s in scored})
             return Observation(ok=False, output=f"no usable call: {'; '.join(reasons)}")
         return self.runner.run(chosen.call)
@@ -274,6 +300,13 @@ class AgentLoop:
             state.note = "" if state.force_finish else f"Refused ({reasons}). Try a different call."
             return
         call = chosen.call
+        if record.decision == "approve" and chosen.policy is not None:
+            if state.held_once:
+                raise NeedsApproval(f"waiting for approval of {call.compact()}", call=call, decision=chosen.policy)
+            state.held_once = True
+            state.note = (f"That call needs a human's approval ({chosen.policy.reasons[0]}). If the goal can be "
+                          "reached another way, do that; if not, propose the call again.")
+            return
         state.just_changed = observation.ok and call.tool in STATE_CHANGING
         if call.tool == "finish":
             raise Submitted(call.args["summary"], success=bool(call.args["success"]))
@@ -288,3 +321,12 @@ class AgentLoop:
         else:
             state.failed_calls.add(key)
             state.note = "That call failed. Try a different call."
+
+
+def _best(candidates: list[Scored]) -> Scored | None:
+    """The candidate with the highest mean log-probability per token, marked chosen."""
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda s: s.candidate.logprob / max(s.candidate.tokens, 1))
+    best.chosen = True
+    return best

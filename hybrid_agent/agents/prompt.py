@@ -14,6 +14,8 @@ SYSTEM = (
     "Tools:\n"
     "- write_file {path,content}: create a file with the given text, or replace its text.\n"
     "- shell {cmd}: run a bash command (mkdir, cp, mv, gzip, wc, sort, echo 'x' >> file to append).\n"
+    "- edit {path,old,new}: replace the one place in a file where the text old occurs with new.\n"
+    "- python {code}: run Python code. run_tests {}: run the project's tests.\n"
     "- read_file {path}: show a file. list_dir {path}: list a folder.\n"
     "- finish {summary,success}: call it as soon as the goal is reached."
 )
@@ -42,6 +44,8 @@ EXAMPLES: list[tuple[str, dict]] = [
     ("Pack the folder docs into docs.tar.gz", {"tool": "shell", "args": {"cmd": "tar -czf docs.tar.gz docs"}}),
     ("Sort names.txt alphabetically into sorted.txt", {"tool": "shell", "args": {"cmd": "sort names.txt > sorted.txt"}}),
     ("Find the lines with ERROR in run.log", {"tool": "shell", "args": {"cmd": "grep ERROR run.log"}}),
+    ("Change the port 80 to 8080 in srv.conf", {"tool": "edit", "args": {"path": "srv.conf", "old": "port 80",
+                                                                           "new": "port 8080"}}),
     ("Show settings.ini", {"tool": "read_file", "args": {"path": "settings.ini"}}),
     ("What is in the folder assets?", {"tool": "list_dir", "args": {"path": "assets"}}),
 ]

@@ -14,17 +14,22 @@ from pydantic import BaseModel, ValidationError
 
 from hybrid_agent.agents.sandbox import HeadTailBuffer, Sandbox
 from hybrid_agent.policies.tool_schema import (
+    LINE_MAX,
     STATE_CHANGING,
     TOOL_ARGS,
+    EditArgs,
     FinishArgs,
     ListDirArgs,
+    PythonArgs,
     ReadFileArgs,
+    RunTestsArgs,
     ShellArgs,
     ToolCall,
     WriteFileArgs,
 )
 
 _NEW_FILE_MODE = 0o644
+DEFAULT_TEST_CMD = "python3 -m pytest -q"
 
 
 @dataclass(frozen=True)
@@ -47,13 +52,24 @@ class _ToolFailure(Exception):
 
 class ToolRunner:
     """Runs calls against one workspace: file tools directly, confined to the workspace;
-    shell through the sandbox, with the workspace as its directory."""
+    commands (shell, python, run_tests) through the sandbox, in the workspace. A call
+    may ask for a timeout other than ``timeout_s``, up to ``max_timeout_s`` (by default
+    ``timeout_s``: a call may only lower it)."""
 
-    def __init__(self, workspace: Path, sandbox: Sandbox, timeout_s: float, max_output_chars: int) -> None:
+    def __init__(self, workspace: Path, sandbox: Sandbox, timeout_s: float, max_output_chars: int, *,
+                 max_timeout_s: float | None = None, test_cmd: str = DEFAULT_TEST_CMD) -> None:
         self._workspace = workspace.resolve()
         self._sandbox = sandbox
         self._timeout_s = timeout_s
+        self._max_timeout_s = max_timeout_s or timeout_s
         self._max_output_chars = max_output_chars
+        self._test_cmd = test_cmd
+
+    @property
+    def isolation(self) -> str:
+        """What isolates this runner's commands, for the task's record ("bwrap", "rlimit",
+        with what is missing where the host could not provide it)."""
+        return self._sandbox.isolation
 
     def run(self, call: ToolCall) -> Observation:
         try:
@@ -66,21 +82,28 @@ class ToolRunner:
     def _dispatch(self, args: BaseModel) -> Observation:
         match args:
             case ShellArgs():
-                return self._shell(args)
+                return self._command(["/bin/bash", "-c", args.cmd], args.timeout_s)
+            case PythonArgs():
+                return self._command(["python3", "-c", args.code], args.timeout_s)
+            case RunTestsArgs():
+                return self._command(["/bin/bash", "-c", args.cmd or self._test_cmd], args.timeout_s)
             case ReadFileArgs():
                 return self._read_file(args)
             case WriteFileArgs():
                 return self._write_file(args)
+            case EditArgs():
+                return self._edit(args)
             case ListDirArgs():
                 return self._list_dir(args)
             case FinishArgs():
                 return Observation(ok=True, output=args.summary)
         raise _ToolFailure(f"this runner does not carry out {type(args).__name__}")
 
-    def _shell(self, args: ShellArgs) -> Observation:
-        result = self._sandbox.run(args.cmd, cwd=self._workspace, timeout_s=self._timeout_s)
+    def _command(self, argv: list[str], timeout_s: int | None) -> Observation:
+        timeout = min(timeout_s or self._timeout_s, self._max_timeout_s)
+        result = self._sandbox.run(argv, cwd=self._workspace, timeout_s=timeout)
         if result.timed_out:
-            output = f"error: timed out, killed after {self._timeout_s:g} s\n{result.output}"
+            output = f"error: timed out, killed after {timeout:g} s\n{result.output}"
         elif result.exit_code is None:
             output = f"error: {result.output}"
         else:
@@ -90,11 +113,12 @@ class ToolRunner:
                            timed_out=result.timed_out, changed=True)
 
     def _read_file(self, args: ReadFileArgs) -> Observation:
-        target = self._resolve(args.path)
-        if not target.exists():
-            raise _ToolFailure(f"no such file: {args.path}")
-        if not target.is_file():   # a FIFO or device would block or never end
-            raise _ToolFailure(f"not a regular file: {args.path}")
+        target = self._regular_file(args.path)
+        if args.start_line is None and args.end_line is None:
+            return Observation(ok=True, output=self._read_ends(target))
+        return Observation(ok=True, output=self._read_lines(target, args))
+
+    def _read_ends(self, target: Path) -> str:
         limit = self._max_output_chars
         buffer = HeadTailBuffer(limit)
         with target.open("rb") as file:
@@ -105,8 +129,25 @@ class ToolRunner:
                 buffer.skip(size - 2 * limit)
                 file.seek(size - limit)
             buffer.feed(file.read(limit))
-        text, _ = buffer.text()
-        return Observation(ok=True, output=text)
+        return buffer.text()[0]
+
+    def _read_lines(self, target: Path, args: ReadFileArgs) -> str:
+        """Lines ``start_line`` to ``end_line``, both counted from 1 and included; an end
+        past the last line reads to the end, as asking for "the rest" usually means."""
+        start, end = args.start_line or 1, args.end_line or LINE_MAX
+        if end < start:
+            raise _ToolFailure(f"end_line {end} is before start_line {start}")
+        buffer = HeadTailBuffer(self._max_output_chars)
+        count = 0
+        with target.open("rb") as file:
+            for count, line in enumerate(file, start=1):
+                if count > end:
+                    break
+                if count >= start:
+                    buffer.feed(line)
+        if count < start:
+            raise _ToolFailure(f"start_line {start} is past the end of {args.path} ({count} lines)")
+        return buffer.text()[0]
 
     def _write_file(self, args: WriteFileArgs) -> Observation:
         target = self._resolve(args.path)
@@ -116,6 +157,22 @@ class ToolRunner:
         data = args.content.encode()
         _write_atomically(target, data)
         return Observation(ok=True, output=f"wrote {len(data)} bytes to {args.path}", changed=True)
+
+    def _edit(self, args: EditArgs) -> Observation:
+        """Replace the one occurrence of ``old``; bytes, so that any encoding survives."""
+        target = self._regular_file(args.path)
+        data = target.read_bytes()
+        old = args.old.encode()
+        count = data.count(old)
+        if count == 0:
+            raise _ToolFailure(f"old text not found in {args.path}; it must match the file exactly")
+        if count > 1:
+            raise _ToolFailure(f"old text occurs {count} times in {args.path}; "
+                               "include more of the text around it so that it occurs once")
+        at = data.index(old)
+        _write_atomically(target, data[:at] + args.new.encode() + data[at + len(old):])
+        line = data.count(b"\n", 0, at) + 1
+        return Observation(ok=True, output=f"edited {args.path} at line {line}", changed=True)
 
     def _list_dir(self, args: ListDirArgs) -> Observation:
         target = self._resolve(args.path)
@@ -129,6 +186,14 @@ class ToolRunner:
         buffer.feed("\n".join(lines).encode() if lines else b"(empty directory)")
         text, _ = buffer.text()
         return Observation(ok=True, output=text)
+
+    def _regular_file(self, path: str) -> Path:
+        target = self._resolve(path)
+        if not target.exists():
+            raise _ToolFailure(f"no such file: {path}")
+        if not target.is_file():   # a FIFO or device would block or never end
+            raise _ToolFailure(f"not a regular file: {path}")
+        return target
 
     def _resolve(self, path: str) -> Path:
         """``path``, relative to the workspace unless absolute, with every symlink followed

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hybrid_agent.agents.loop import AgentLoop, Interrupted, Limits, StepRecord
+from hybrid_agent.agents.loop import AgentLoop, Interrupted, Limits, NeedsApproval, StepRecord
 from hybrid_agent.agents.sandbox import Sandbox
 from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, resolve_workspace
@@ -22,6 +22,8 @@ from hybrid_agent.bus.consumer import fetch_batches, with_heartbeat
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm.base import LLM
+from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
+from hybrid_agent.policies.policy_file import Policy, load_policy
 from hybrid_agent.store import queries
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,10 @@ class Delivery:
 
 class Worker:
     def __init__(self, *, settings: Settings, bus: Bus, sessions: async_sessionmaker[AsyncSession], llm: LLM,
-                 sandbox: Sandbox) -> None:
+                 sandbox: Sandbox, policy: Policy | None = None, classifier: CallClassifier | None = None) -> None:
         self.settings = settings
+        self.policy = policy if policy is not None else load_policy(settings.policy)
+        self.classifier = classifier
         self.bus = bus
         self.sessions = sessions
         self.llm = llm
@@ -76,10 +80,10 @@ class Worker:
         """Run the task to its end (True), or hand it back when the worker stops (False)."""
         async with self.sessions() as session:
             task = await queries.get_task(session, task_id=message.task_id)
-            if task is not None and task.status not in queries.TERMINAL:
+            if task is not None and task.status not in queries.NOT_RUNNABLE:
                 goal, requested = task.goal, task.workspace
                 done_steps = len(await queries.get_steps(session, task_id=task.id))
-        if task is None or task.status in queries.TERMINAL:
+        if task is None or task.status in queries.NOT_RUNNABLE:
             await self._journal("task.duplicate_delivery", message.task_id,
                                 {"seq": delivery.stream_seq, "deliveries": delivery.count})
             return True
@@ -90,24 +94,28 @@ class Worker:
             return True
         async with self.sessions.begin() as session:
             # start_task re-checks under a row lock: the task may have ended since the read.
-            if await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.name,
+            if await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.isolation,
                                         workspace=str(workspace)) is None:
                 return True
             await queries.add_journal(session, kind="task.delivered", task_id=message.task_id, detail={
                 "stream": "TASKS", "seq": delivery.stream_seq, "deliveries": delivery.count,
-                "isolation": self.sandbox.name, "llm": self.llm.name})
+                "isolation": self.sandbox.isolation, "policy": self.policy.version, "llm": self.llm.name})
         exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace).run, goal, workspace,
                                         resume_from=done_steps)
         if isinstance(exit_, Interrupted):
             await self._hand_back(message.task_id, exit_.summary)
             return False
+        if isinstance(exit_, NeedsApproval):
+            await self._await_approval(message.task_id, exit_)
+            return True
         result = {"summary": exit_.summary, "success": exit_.success}
         await self._finish(message.task_id, exit_.status, result, None if exit_.success else exit_.summary)
         return True
 
     def _agent(self, task_id: str, workspace) -> AgentLoop:  # type: ignore[no-untyped-def]
         runner = ToolRunner(workspace=workspace, sandbox=self.sandbox, timeout_s=self.settings.tool_timeout_s,
-                            max_output_chars=self.settings.max_output_chars)
+                            max_output_chars=self.settings.max_output_chars,
+                            max_timeout_s=self.settings.tool_max_timeout_s, test_cmd=self.settings.test_cmd)
         limits = Limits(max_steps=self.settings.max_steps, max_seconds=self.settings.max_seconds,
                         k=self.settings.candidates)
         loop = asyncio.get_running_loop()
@@ -116,11 +124,19 @@ class Worker:
             # Called from the agent's thread: the step is stored before the next one starts.
             asyncio.run_coroutine_threadsafe(self._save_step(task_id, record), loop).result(timeout=60)
 
-        return AgentLoop(llm=self.llm, runner=runner, limits=limits, journal=journal, stopping=self.stop.is_set)
+        policy = PolicyEngine(self.policy, scopes=[workspace], test_cmd=self.settings.test_cmd,
+                              classifier=self.classifier)
+        return AgentLoop(llm=self.llm, runner=runner, policy=policy, limits=limits, journal=journal,
+                         stopping=self.stop.is_set)
 
     async def _save_step(self, task_id: str, record: StepRecord) -> None:
         async with self.sessions.begin() as session:
             await queries.add_step(session, task_id=task_id, step=record.as_row())
+            for candidate in record.candidates:   # every decision that kept a call from running
+                decision = candidate["policy"]
+                if decision is not None and decision["decision"] != "allow":
+                    await queries.add_journal(session, kind=f"policy.{decision['decision']}", task_id=task_id,
+                                              detail={"step": record.n, "call": candidate["text"], **decision})
         trace = {"task_id": task_id, "n": record.n, "tool_call": record.tool_call, "ok": record.ok,
                  "observation": record.observation[:2000], "duration_s": record.duration_s}
         await self.bus.publish_trace(task_id, json.dumps(trace).encode())
@@ -130,6 +146,12 @@ class Worker:
             await queries.finish_task(session, task_id=task_id, status=status, result=result, error=error)
             await queries.add_journal(session, kind="task.finished", task_id=task_id,
                                       detail={"status": status, "error": error})
+
+    async def _await_approval(self, task_id: str, exit_: NeedsApproval) -> None:
+        pending = {"call": exit_.call.model_dump(), "decision": exit_.decision.as_dict()}
+        async with self.sessions.begin() as session:
+            await queries.await_approval(session, task_id=task_id, pending=pending)
+            await queries.add_journal(session, kind="approval.requested", task_id=task_id, detail=pending)
 
     async def _hand_back(self, task_id: str, reason: str) -> None:
         async with self.sessions.begin() as session:

@@ -25,6 +25,7 @@ class StepOut(BaseModel):
     n: int
     tool_call: dict[str, Any] | None
     decision: str
+    policy: dict[str, Any] | None = None
     observation: str
     ok: bool
     candidates: list[dict[str, Any]]

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hybrid_agent.store.tables import EventRow, JournalRow, StepRow, TaskRow, TokenRow, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
+# Not run on delivery: ended, or parked until a human decides.
+NOT_RUNNABLE = TERMINAL | {"awaiting_approval"}
 
 
 async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]) -> int:
@@ -111,7 +113,7 @@ async def start_task(session: AsyncSession, *, task_id: str, isolation: str, wor
     """Mark a delivered task running; None when it is unknown or already finished (a
     duplicate delivery, which the caller acks and drops)."""
     task = await session.get(TaskRow, task_id, with_for_update=session.bind.dialect.name != "sqlite")
-    if task is None or task.status in TERMINAL:
+    if task is None or task.status in NOT_RUNNABLE:
         return None
     task.status = "running"
     task.isolation = isolation
@@ -134,6 +136,13 @@ async def finish_task(
         .where(TaskRow.id == task_id)
         .values(status=status, result=result, error=error, finished_at=utcnow())
     )
+
+
+async def await_approval(session: AsyncSession, *, task_id: str, pending: dict[str, Any]) -> None:
+    """Park a task on a call that needs a human; ``result.pending`` holds the call and the
+    policy's decision."""
+    await session.execute(update(TaskRow).where(TaskRow.id == task_id)
+                          .values(status="awaiting_approval", result={"pending": pending}))
 
 
 async def requeue_task(session: AsyncSession, *, task_id: str) -> None:

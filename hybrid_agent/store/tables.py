@@ -55,6 +55,7 @@ class StepRow(Base):
     n: Mapped[int] = mapped_column(Integer)
     tool_call: Mapped[dict[str, Any] | None]
     decision: Mapped[str] = mapped_column(String(24))
+    policy: Mapped[dict[str, Any] | None]
     observation: Mapped[str] = mapped_column(Text)
     ok: Mapped[bool] = mapped_column(Boolean)
     candidates: Mapped[list[Any]]

@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_agent.agents.loop import AgentLoop, Interrupted, LimitsExceeded, Limits, StepRecord, Submitted
+from hybrid_agent.agents.loop import (AgentLoop, Interrupted, LimitsExceeded, Limits, NeedsApproval, StepRecord,
+                                      Submitted)
 from hybrid_agent.agents.sandbox import make_sandbox
 from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.models.llm.base import LLMError
+from hybrid_agent.policies.engine import PolicyEngine
+from hybrid_agent.policies.policy_file import load_policy
 from tests.fakes import FakeScriptedLLM
+
+
+def policy_for(workspace: Path) -> PolicyEngine:
+    return PolicyEngine(load_policy(), scopes=[workspace])
 
 
 def call(tool: str, **args) -> str:
@@ -29,7 +36,8 @@ def run(tmp_path: Path, script, *, max_steps: int = 5) -> tuple[object, list[Ste
     llm = FakeScriptedLLM(script)
     runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=2000), timeout_s=5, max_output_chars=2000)
     steps: list[StepRecord] = []
-    loop = AgentLoop(llm=llm, runner=runner, limits=Limits(max_steps=max_steps, max_seconds=60), journal=steps.append)
+    loop = AgentLoop(llm=llm, runner=runner, policy=policy_for(tmp_path),
+                     limits=Limits(max_steps=max_steps, max_seconds=60), journal=steps.append)
     return loop.run("make it so", tmp_path), steps, llm
 
 
@@ -81,7 +89,8 @@ def test_invalid_output_is_journaled_and_not_run(tmp_path):
                                      [call("shell", cmd="touch b")], [call("finish", summary="s", success=True)]])
     assert steps[0].tool_call is None and not steps[0].ok and "not JSON" in steps[0].observation
     assert len(steps[0].candidates) == 3 and "unknown or disallowed tool" in steps[0].candidates[2]["error"]
-    assert steps[1].tool_call["args"]["path"] == "../escape" and not steps[1].ok
+    assert steps[1].candidates[0]["policy"]["decision"] == "deny"      # writing outside the scope
+    assert steps[1].tool_call == {"tool": "shell", "args": {"cmd": "touch b"}}
     assert not (tmp_path.parent / "escape").exists()
     assert exit_.status == "succeeded"
 
@@ -110,7 +119,8 @@ def test_a_stopping_worker_hands_the_task_back_between_steps(tmp_path):
     llm = FakeScriptedLLM([[call("shell", cmd="true")]])
     runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=100), timeout_s=5, max_output_chars=100)
     stops = iter([False, True])
-    loop = AgentLoop(llm=llm, runner=runner, limits=Limits(max_steps=5, max_seconds=60), journal=lambda r: None,
+    loop = AgentLoop(llm=llm, runner=runner, policy=policy_for(tmp_path), limits=Limits(max_steps=5, max_seconds=60),
+                     journal=lambda r: None,
                      stopping=lambda: next(stops))
     exit_ = loop.run("g", tmp_path)
     assert isinstance(exit_, Interrupted) and exit_.status == "queued" and len(llm.ks) == 1
@@ -120,7 +130,51 @@ def test_the_time_budget_ends_the_task(tmp_path):
     ticks = iter(range(0, 1000, 50))  # a fake clock: every reading is 50 s later
     llm = FakeScriptedLLM([[call("shell", cmd="true")], [call("list_dir", path=".")]] * 5)
     runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=100), timeout_s=5, max_output_chars=100)
-    loop = AgentLoop(llm=llm, runner=runner, limits=Limits(max_steps=50, max_seconds=300), journal=lambda r: None,
+    loop = AgentLoop(llm=llm, runner=runner, policy=policy_for(tmp_path), limits=Limits(max_steps=50, max_seconds=300),
+                     journal=lambda r: None,
                      clock=lambda: next(ticks))
     exit_ = loop.run("g", tmp_path)
     assert isinstance(exit_, LimitsExceeded) and "time budget" in exit_.summary
+
+
+def test_a_denied_call_never_runs_and_the_model_is_told_why(tmp_path):
+    exit_, steps, llm = run(tmp_path, [[call("shell", cmd="echo pwned > /etc/motd_ha_test")],
+                                       [call("shell", cmd="echo fine > motd")],
+                                       [call("finish", summary="done", success=True)]])
+    assert not Path("/etc/motd_ha_test").exists()
+    first = steps[0].candidates[0]
+    assert first["policy"]["decision"] == "deny" and first["error"].startswith("policy: denied")
+    assert first["policy"]["policy_version"] == load_policy().version
+    assert steps[0].tool_call["args"]["cmd"] == "echo fine > motd"     # resampled, then allowed
+    assert steps[0].policy["decision"] == "allow"
+    assert exit_.status == "succeeded"
+
+
+def test_a_call_that_needs_approval_is_explained_once_then_parks_the_task_unrun(tmp_path):
+    (tmp_path / "keep.txt").write_text("precious")
+    rm = call("shell", cmd="rm keep.txt")
+    exit_, steps, llm = run(tmp_path, [[rm], [rm], [rm], [rm]])
+    assert isinstance(exit_, NeedsApproval) and exit_.status == "awaiting_approval"
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+    assert exit_.call.args["cmd"] == "rm keep.txt" and exit_.decision.rules == ("delete",)
+    assert [s.decision for s in steps] == ["approve", "approve"]
+    assert "held for approval" in steps[0].observation
+    assert "needs a human's approval" in llm.prompts[2][-1]["content"]     # the model was told
+
+
+def test_after_a_hold_the_model_may_reach_the_goal_another_way(tmp_path):
+    (tmp_path / "report.txt").write_text("r")
+    rm = call("shell", cmd="rm -r archive report.txt")
+    exit_, steps, _ = run(tmp_path, [[rm], [rm], [call("shell", cmd="mkdir -p archive && mv report.txt archive/")],
+                                     [call("finish", summary="done", success=True)]])
+    assert [s.decision for s in steps] == ["approve", "allow", "allow"]
+    assert (tmp_path / "archive" / "report.txt").exists() and exit_.status == "succeeded"
+
+
+def test_an_allowed_alternative_is_preferred_to_one_that_needs_approval(tmp_path):
+    (tmp_path / "old.log").write_text("x")
+    exit_, steps, _ = run(tmp_path, [[call("shell", cmd="rm old.log")],
+                                     [call("shell", cmd="rm old.log"), call("shell", cmd="gzip old.log")],
+                                     [call("finish", summary="done", success=True)]])
+    assert steps[0].tool_call["args"]["cmd"] == "gzip old.log" and steps[0].decision == "allow"
+    assert (tmp_path / "old.log.gz").exists() and exit_.status == "succeeded"

@@ -16,6 +16,7 @@ from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.store import queries
 from hybrid_agent.store.tables import utcnow
 from hybrid_agent.models.llm.base import LLMError
+from hybrid_agent.policies.policy_file import load_policy
 from tests.fakes import FakeScriptedLLM
 
 
@@ -130,3 +131,31 @@ async def test_a_workspace_outside_the_roots_fails_the_task(make_worker, session
     async with sessions() as session:
         task = await queries.get_task(session, task_id="t4")
     assert task.status == "failed" and "not strictly below an allowed root" in task.error
+
+
+async def test_policy_decisions_are_journaled_and_a_held_call_parks_the_task(make_worker, sessions, bus, settings):
+    workspace = settings.workspaces_dir / "t7"
+    workspace.mkdir(parents=True)
+    (workspace / "keep.txt").write_text("precious")
+    rm = json.dumps({"tool": "shell", "args": {"cmd": "rm keep.txt"}})
+    escape = json.dumps({"tool": "shell", "args": {"cmd": "cp keep.txt /etc/"}})
+    await queue_task(sessions, bus, "t7")
+    await run_worker_until(make_worker(FakeScriptedLLM([[escape], [rm], [rm], [rm]])),
+                           lambda: _status_is(sessions, "t7", "awaiting_approval"))
+    async with sessions() as session:
+        task = await queries.get_task(session, task_id="t7")
+        steps = await queries.get_steps(session, task_id="t7")
+        journal = await queries.journal_for_task(session, task_id="t7", event_id=None)
+    assert (workspace / "keep.txt").read_text() == "precious"
+    assert task.result["pending"]["call"] == {"tool": "shell", "args": {"cmd": "rm keep.txt"}}
+    assert task.result["pending"]["decision"]["rules"] == ["delete"]
+    assert [s.decision for s in steps] == ["approve", "approve"] and steps[0].policy["rules"] == ["delete"]
+    kinds = [j.kind for j in journal]
+    assert kinds[0] == "task.delivered" and kinds[1] == "policy.deny" and kinds[-1] == "approval.requested"
+    assert kinds.count("policy.approve") == 3 and journal[0].detail["policy"] == load_policy().version
+    denied = journal[1].detail
+    assert denied["policy_version"] and "/etc/" in denied["call"] and denied["reasons"]
+
+
+async def _status_is(sessions, task_id: str, status: str) -> bool:
+    return await task_status(sessions, task_id) == status

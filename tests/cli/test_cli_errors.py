@@ -34,3 +34,12 @@ def test_components_need_a_nats_url(tmp_path, capsys, monkeypatch, command):
     monkeypatch.delenv("HA_NATS_URL", raising=False)
     code, err = run_cli([command, "--data-dir", str(tmp_path)], capsys)
     assert code == 2 and "HA_NATS_URL" in err
+
+
+def test_a_broken_policy_stops_up_before_anything_starts(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("version: x\n")
+    monkeypatch.setenv("HA_POLICY", str(bad))
+    code, err = run_cli(["up", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and str(bad) in err and "Traceback" not in err
+    assert not (tmp_path / "jetstream").exists()   # no NATS was started

@@ -13,12 +13,13 @@ import httpx
 import pytest
 
 from hybrid_agent import runtime
-from hybrid_agent.agents.sandbox import make_sandbox
+from hybrid_agent.agents.sandbox import SandboxLimits, make_sandbox
 from hybrid_agent.agents.worker import Worker
 from hybrid_agent.api.app import Services, create_app
 from hybrid_agent.api.auth import ensure_admin_token
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm import LLM, load_llm
+from hybrid_agent.models.tpc import load_tpc
 from hybrid_agent.triggers.router import Router
 
 MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
@@ -61,8 +62,11 @@ class Stack:
 async def running_stack(settings: Settings, llm: LLM) -> AsyncIterator[Stack]:
     async with runtime.services(settings, name="test-stack") as svc:
         stop = asyncio.Event()
-        sandbox = make_sandbox("rlimit", max_output_chars=settings.max_output_chars)
-        worker = Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox)
+        # As deployed: bubblewrap where it works, the default policy and the shipped classifier.
+        sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
+                               limits=SandboxLimits.from_settings(settings))
+        worker = Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox,
+                        classifier=load_tpc())
         jobs = [asyncio.create_task(Router(svc.bus, svc.sessions).run(stop)), asyncio.create_task(worker.run(stop))]
         token = await ensure_admin_token(svc.sessions, settings.admin_token_file)
         transport = httpx.ASGITransport(app=create_app(settings, svc))

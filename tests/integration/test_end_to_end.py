@@ -21,4 +21,4 @@ async def test_hello_file_travels_the_whole_path(stack, tmp_path):
     assert task["steps"] and task["steps"][-1]["tool_call"]["tool"] == "finish"
     for step in task["steps"]:
         assert step["candidates"] and step["prompt_tokens"] > 0 and step["duration_s"] > 0
-    assert task["isolation"] == "rlimit"
+    assert task["isolation"] == "bwrap"   # the Makefile installs bubblewrap; auto picks it

@@ -1,5 +1,8 @@
 """Ten simple file goals through the real stack and the real default model. The outcome is
-judged from the workspace, not from the model's own claim; most must succeed."""
+judged from the workspace, not from the model's own claim; most must succeed. Where the
+policy holds a call for a human (deleting a file), the test plays an approver who approves
+whatever is pending and runs it, as approval will once the approvals issue resumes tasks; a
+held destructive call then fails its goal by what it does."""
 
 import gzip
 from collections.abc import Callable
@@ -9,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Stack, running_stack
+from hybrid_agent.agents.sandbox import make_sandbox
+from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.config import Settings
+from hybrid_agent.policies.tool_schema import ToolCall
 
 pytestmark = pytest.mark.llm
 
@@ -63,8 +69,17 @@ async def test_most_simple_file_goals_succeed(sqlite_stack: Stack, tmp_path):
             (workspace / name).write_text(content)
         task = await sqlite_stack.run_task(goal.goal, workspace)
         calls = [step["tool_call"] for step in task["steps"]]
-        rows.append((goal.goal, goal.check(workspace), task["status"], len(calls), calls))
+        status = task["status"]
+        if status == "awaiting_approval":
+            approve_and_run(task["result"]["pending"]["call"], workspace, sqlite_stack.settings)
+            status = "approved"
+        rows.append((goal.goal, goal.check(workspace), status, len(calls), calls))
     print("\n" + "\n".join(f"{'PASS' if ok else 'fail'}  {status:<10} {n} steps  {g}\n      {calls}"
                            for g, ok, status, n, calls in rows))
     passed = sum(ok for _, ok, *_ in rows)
     assert passed >= 6, f"only {passed}/10 goals reached"
+
+
+def approve_and_run(call: dict, workspace: Path, settings: Settings) -> None:
+    sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars)
+    ToolRunner(workspace, sandbox, timeout_s=settings.tool_timeout_s, max_output_chars=2000).run(ToolCall(**call))
