@@ -20,6 +20,7 @@ async def api(settings, sessions, embedded_nats):
                                  headers={"Authorization": f"Bearer {token}"}) as client:
         client.app = app
         yield client
+    await app.state.journal.close()   # no lifespan under ASGITransport: close what it would
     await bus.close()
 
 

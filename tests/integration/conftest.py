@@ -69,7 +69,8 @@ async def running_stack(settings: Settings, llm: LLM) -> AsyncIterator[Stack]:
                         classifier=load_tpc())
         jobs = [asyncio.create_task(Router(svc.bus, svc.sessions).run(stop)), asyncio.create_task(worker.run(stop))]
         token = await ensure_admin_token(svc.sessions, settings.admin_token_file)
-        transport = httpx.ASGITransport(app=create_app(settings, svc))
+        app = create_app(settings, svc)
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api",
                                      headers={"Authorization": f"Bearer {token}"}) as client:
             try:
@@ -77,6 +78,7 @@ async def running_stack(settings: Settings, llm: LLM) -> AsyncIterator[Stack]:
             finally:
                 stop.set()
                 await asyncio.gather(*jobs)
+                await app.state.journal.close()   # no lifespan under ASGITransport
 
 
 @pytest.fixture(params=["embedded-sqlite", "system-postgres"])

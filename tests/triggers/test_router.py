@@ -2,11 +2,22 @@
 
 import asyncio
 
+import pytest
+
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
 from hybrid_agent.bus.consumer import fetch_batches
 from hybrid_agent.bus.messages import Event, TaskMessage
 from hybrid_agent.store import queries
 from hybrid_agent.triggers.router import Router
+
+
+@pytest.fixture
+async def router(bus, sessions):
+    router = Router(bus, sessions)
+    yield router
+    # A journal flush still pending would hold its transaction open past the test (and
+    # PostgreSQL's DROP SCHEMA at teardown would wait on it forever).
+    await router.journal.close()
 
 
 async def route_everything(router: Router, bus: Bus, expected: int) -> None:
@@ -28,22 +39,21 @@ async def queued_task_ids(bus: Bus) -> list[str]:
     return [TaskMessage.model_validate_json(m.data).task_id for m in msgs]
 
 
-async def test_publishing_the_same_event_twice_creates_one_task(bus, sessions):
+async def test_publishing_the_same_event_twice_creates_one_task(bus, sessions, router):
     event = Event(source="user", kind="task", payload={"goal": "tidy up"})
     await bus.publish_event(event)
     await bus.publish_event(event)
-    await route_everything(Router(bus, sessions), bus, expected=1)
+    await route_everything(router, bus, expected=1)
     async with sessions() as session:
         assert await queries.count_tasks(session) == 1
     assert len(await queued_task_ids(bus)) == 1
 
 
-async def test_a_redelivered_event_republishes_its_task_once(bus, sessions):
+async def test_a_redelivered_event_republishes_its_task_once(bus, sessions, router):
     event = Event(source="user", kind="task", payload={"goal": "tidy up"})
     await bus.publish_event(event)
     sub = await bus.router_subscription()
     (msg,) = await sub.fetch(1, timeout=2)
-    router = Router(bus, sessions)
     await router.route([(msg, event)])  # stored and published, but the ack never happened
     await msg.nak()
     await route_everything(router, bus, expected=1)
@@ -52,9 +62,9 @@ async def test_a_redelivered_event_republishes_its_task_once(bus, sessions):
     assert len(await queued_task_ids(bus)) == 1
 
 
-async def test_a_malformed_event_is_journaled_and_dropped(bus, sessions):
+async def test_a_malformed_event_is_journaled_and_dropped(bus, sessions, router):
     await bus.js.publish("ha.events.user.task", b"{not json")
-    await route_everything(Router(bus, sessions), bus, expected=1)
+    await route_everything(router, bus, expected=1)
     async with sessions() as session:
         incidents = await queries.journal_of_kind(session, kind="incident.malformed_event")
     assert len(incidents) == 1 and incidents[0].detail["data"] == "{not json"
