@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset uses SQLite in the data dir")
     redis_url: str | None = Field(default=None, description="Redis for coordination; unset uses in-process")
     llm: str = Field(default="transformers:default", description="LLM backend spec")
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="one request to a served LLM (openai:)")
+    llm_retries: int = Field(default=2, ge=0, description="retries of a served LLM on connection errors, 429, 5xx")
+    llm_api_key: SecretStr | None = Field(default=None, description="bearer key for a served LLM; never logged")
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     workspace_roots: list[Path] = Field(default_factory=list, description="allowed workspace roots")

