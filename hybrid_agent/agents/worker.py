@@ -13,6 +13,8 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hybrid_agent.agents.experts import Playbook, make_experts
+from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
 from hybrid_agent.agents.loop import AgentLoop, Interrupted, Limits, NeedsApproval, StepRecord
 from hybrid_agent.agents.sandbox import Sandbox
 from hybrid_agent.agents.tools import ToolRunner
@@ -29,6 +31,8 @@ from hybrid_agent.store import queries
 log = logging.getLogger(__name__)
 
 
+PLAYBOOK_STEPS = 2000   # the newest succeeded steps the playbook expert recalls from
+
 @dataclass(frozen=True)
 class Delivery:
     stream_seq: int
@@ -37,9 +41,11 @@ class Delivery:
 
 class Worker:
     def __init__(self, *, settings: Settings, bus: Bus, sessions: async_sessionmaker[AsyncSession], llm: LLM,
-                 sandbox: Sandbox, policy: Policy | None = None, classifier: CallClassifier | None = None) -> None:
+                 sandbox: Sandbox, policy: Policy | None = None, classifier: CallClassifier | None = None,
+                 hybrid: Hybrid | None = None) -> None:
         self.settings = settings
         self.policy = policy if policy is not None else load_policy(settings.policy)
+        self.hybrid = hybrid   # None: loaded when the worker starts (the playbook reads the store)
         self.classifier = classifier
         self.bus = bus
         self.sessions = sessions
@@ -50,6 +56,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.stop = stop
+        if self.hybrid is None:
+            self.hybrid = await self._load_hybrid()
         subscription = await self.bus.worker_subscription(self.limits)
         async for messages in fetch_batches(subscription, batch=1, stop=stop):
             for msg in messages:
@@ -99,7 +107,8 @@ class Worker:
                 return True
             await queries.add_journal(session, kind="task.delivered", task_id=message.task_id, detail={
                 "stream": "TASKS", "seq": delivery.stream_seq, "deliveries": delivery.count,
-                "isolation": self.sandbox.isolation, "policy": self.policy.version, "llm": self.llm.name})
+                "isolation": self.sandbox.isolation, "policy": self.policy.version, "llm": self.llm.name,
+                **self.hybrid.record()})
         exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace).run, goal, workspace,
                                         resume_from=done_steps)
         if isinstance(exit_, Interrupted):
@@ -117,7 +126,7 @@ class Worker:
                             max_output_chars=self.settings.max_output_chars,
                             max_timeout_s=self.settings.tool_max_timeout_s, test_cmd=self.settings.test_cmd)
         limits = Limits(max_steps=self.settings.max_steps, max_seconds=self.settings.max_seconds,
-                        k=self.settings.candidates)
+                        k=self.settings.candidates, max_k=self.settings.max_candidates)
         loop = asyncio.get_running_loop()
 
         def journal(record: StepRecord) -> None:
@@ -127,7 +136,20 @@ class Worker:
         policy = PolicyEngine(self.policy, scopes=[workspace], test_cmd=self.settings.test_cmd,
                               classifier=self.classifier)
         return AgentLoop(llm=self.llm, runner=runner, policy=policy, limits=limits, journal=journal,
-                         stopping=self.stop.is_set)
+                         hybrid=self.hybrid, stopping=self.stop.is_set)
+
+    async def _load_hybrid(self) -> Hybrid:
+        """The ablation's parts; the playbook expert indexes the steps of tasks that
+        succeeded so far (a restarted worker sees the newer ones)."""
+        settings = self.settings
+        playbook = None
+        if "playbook" in settings.experts and settings.ablation != "llm_only":
+            async with self.sessions() as session:
+                rows = await queries.succeeded_steps(session, limit=PLAYBOOK_STEPS)
+            playbook = await asyncio.to_thread(Playbook.from_rows, rows)
+        experts = make_experts(settings.experts, playbook=playbook)
+        return await asyncio.to_thread(load_hybrid, settings.ablation, hrm_checkpoint=settings.hrm_checkpoint,
+                                       ebm_checkpoint=settings.ebm_checkpoint, experts=experts)
 
     async def _save_step(self, task_id: str, record: StepRecord) -> None:
         async with self.sessions.begin() as session:

@@ -26,6 +26,7 @@ class StepOut(BaseModel):
     tool_call: dict[str, Any] | None
     decision: str
     policy: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
     observation: str
     ok: bool
     candidates: list[dict[str, Any]]

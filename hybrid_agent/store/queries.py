@@ -161,3 +161,15 @@ async def find_token(session: AsyncSession, *, token_hash: str) -> TokenRow | No
 async def task_for_dedup_key(session: AsyncSession, *, dedup_key: str) -> str:
     query = select(TaskRow.id).join(EventRow, TaskRow.event_id == EventRow.id).where(EventRow.dedup_key == dedup_key)
     return str(await session.scalar(query))
+
+
+async def succeeded_steps(session: AsyncSession, *, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    """(goal, tool call) of the steps that worked in tasks that succeeded, newest task
+    first and each task's steps in order: what the playbook expert recalls. ``finish``
+    is left out (it ends a task, it does not do anything); a step without a call has a
+    NULL tool, which the comparison drops too."""
+    query = (select(TaskRow.goal, StepRow.tool_call).join(StepRow, StepRow.task_id == TaskRow.id)
+             .where(TaskRow.status == "succeeded", StepRow.ok.is_(True),
+                    StepRow.tool_call["tool"].as_string() != "finish")
+             .order_by(TaskRow.finished_at.desc(), TaskRow.id, StepRow.n).limit(limit))
+    return [(goal, call) for goal, call in await session.execute(query)]

@@ -56,6 +56,7 @@ class StepRow(Base):
     tool_call: Mapped[dict[str, Any] | None]
     decision: Mapped[str] = mapped_column(String(24))
     policy: Mapped[dict[str, Any] | None]
+    model: Mapped[dict[str, Any] | None]
     observation: Mapped[str] = mapped_column(Text)
     ok: Mapped[bool] = mapped_column(Boolean)
     candidates: Mapped[list[Any]]

@@ -48,7 +48,9 @@ async def run_worker_until(worker: Worker, condition, timeout_s: float = 30) -> 
 @pytest.fixture
 def make_worker(settings, bus, sessions):
     def make(llm, **overrides) -> Worker:
-        configured = settings.model_copy(update=overrides)
+        # No playbook expert: it would load the sentence encoder in every test, and these
+        # tests are about the worker, not the experts.
+        configured = settings.model_copy(update={"experts": ["code_edit"], **overrides})
         return Worker(settings=configured, bus=bus, sessions=sessions, llm=llm,
                       sandbox=make_sandbox("rlimit", max_output_chars=1000))
     return make

@@ -1,0 +1,144 @@
+"""The hybrid model in the loop: the HRM's segments and risk set the budget and reach the
+policy, the EBM picks among allowed candidates and its failure estimate can hold a call,
+untrained parts fall back to neutral ones that change nothing, and each step journals
+which parts ran. The HRM and EBM here are fakes: the models are not what these test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hybrid_agent.agents.hybrid import LLM_ONLY, Hybrid, load_hybrid
+from hybrid_agent.agents.loop import AgentLoop, Limits, NeedsApproval, StepRecord
+from hybrid_agent.agents.sandbox import make_sandbox
+from hybrid_agent.agents.tools import ToolRunner
+from hybrid_agent.models.ebm import Ranked
+from hybrid_agent.models.hrm.planner import PlanOutput
+from hybrid_agent.policies.engine import PolicyEngine
+from hybrid_agent.policies.policy_file import load_policy
+from tests.fakes import FakeScriptedLLM
+
+
+def call(tool: str, **args) -> str:
+    return json.dumps({"tool": tool, "args": args})
+
+
+FINISH = call("finish", summary="done", success=True)
+
+
+class FakeTrainedPlanner:
+    name, trained = "fake-hrm", True
+
+    def __init__(self, segments: int = 1, risk: float = 0.1) -> None:
+        self.segments, self.risk, self.states = segments, risk, []
+
+    def plan(self, state) -> PlanOutput:
+        self.states.append(state)
+        return PlanOutput({}, {"llm": 1.0}, self.risk, self.segments, False, True, "fake")
+
+
+class FakeTrainedReranker:
+    """Prefers the candidate whose text contains ``liked``."""
+
+    name, trained, note = "fake-ebm", True, "fake"
+
+    def __init__(self, liked: str, p_success: float = 0.9) -> None:
+        self.liked, self.p_success = liked, p_success
+
+    def score(self, state, candidates) -> list[Ranked]:
+        return [Ranked(0.0 if self.liked in c.text else 5.0, self.p_success) for c in candidates]
+
+
+def run(tmp_path: Path, script, hybrid: Hybrid) -> tuple[object, list[StepRecord], FakeScriptedLLM]:
+    llm = FakeScriptedLLM(script)
+    runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=500), timeout_s=5, max_output_chars=500)
+    steps: list[StepRecord] = []
+    loop = AgentLoop(llm=llm, runner=runner, policy=PolicyEngine(load_policy(), scopes=[tmp_path]),
+                     limits=Limits(max_steps=4, max_seconds=60), journal=steps.append, hybrid=hybrid)
+    return loop.run("make notes", tmp_path), steps, llm
+
+
+def test_unknown_ablations_are_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: full, llm_only, no_ebm, no_hrm, flat_hrm"):
+        load_hybrid("half")
+
+
+@pytest.mark.parametrize("ablation, planner, reranker", [
+    ("full", True, True), ("llm_only", False, False), ("no_ebm", True, False), ("no_hrm", False, True),
+    ("flat_hrm", True, True)])
+def test_each_ablation_keeps_its_parts_and_untrained_ones_say_so(ablation, planner, reranker):
+    record = load_hybrid(ablation).record()
+    assert record["ablation"] == ablation
+    assert (record["planner"] is not None) == planner and (record["reranker"] is not None) == reranker
+    for part in (record["planner"], record["reranker"]):
+        if part is not None and not part["trained"]:
+            assert "untrained" in part["note"]
+
+
+def test_neutral_parts_choose_exactly_what_the_llm_alone_would(tmp_path):
+    script = [[call("shell", cmd="touch a"), call("shell", cmd="touch b")], [FINISH]]
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "hybrid").mkdir()
+    _, alone, _ = run(tmp_path / "alone", script, LLM_ONLY)
+    _, hybrid, llm = run(tmp_path / "hybrid", script, load_hybrid("full"))
+    assert [s.tool_call for s in hybrid] == [s.tool_call for s in alone]
+    assert llm.ks[0] == 1 and hybrid[0].model["budget"]["k"] == 1
+    assert hybrid[0].model["ablation"] == "full" and alone[0].model["ablation"] == "llm_only"
+
+
+def test_more_hrm_segments_buy_more_candidates(tmp_path):
+    planner = FakeTrainedPlanner(segments=2)
+    _, steps, llm = run(tmp_path, [[call("shell", cmd="touch a")], [FINISH]], Hybrid("full", planner, None))
+    assert llm.ks[0] == 4 and list(steps[0].model["budget"]["reasons"]) == ["HRM halted after 2 segments"]
+    assert planner.states[0].goal == "make notes" and planner.states[1].recent[0].tool == "shell"
+
+
+def test_a_risky_hrm_sends_an_allowed_call_to_a_human(tmp_path):
+    touch = call("shell", cmd="touch a")
+    exit_, steps, _ = run(tmp_path, [[touch]] * 4, Hybrid("full", FakeTrainedPlanner(risk=0.95), None))
+    assert isinstance(exit_, NeedsApproval) and exit_.decision.rules == ("hrm-risk",)
+    assert not (tmp_path / "a").exists()
+
+
+def test_the_ebm_picks_among_allowed_candidates_and_its_energies_are_journaled(tmp_path):
+    script = [[call("shell", cmd="touch a"), call("shell", cmd="touch b")], [FINISH]]
+    _, steps, _ = run(tmp_path, script, Hybrid("no_hrm", None, FakeTrainedReranker("touch b")))
+    assert steps[0].tool_call["args"]["cmd"] == "touch b"
+    assert [c["energy"] for c in steps[0].candidates] == [5.0, 0.0]
+
+
+def test_a_call_the_ebm_expects_to_fail_is_held_for_approval(tmp_path):
+    touch = call("shell", cmd="touch a")
+    exit_, _, _ = run(tmp_path, [[touch]] * 4, Hybrid("no_hrm", None, FakeTrainedReranker("touch", 0.05)))
+    assert isinstance(exit_, NeedsApproval) and exit_.decision.rules == ("ebm-failure",)
+
+
+class FakeExpert:
+    name = "fake-expert"
+
+    def __init__(self, text: str) -> None:
+        self.text, self.asked = text, []
+
+    def propose(self, context, k):
+        from hybrid_agent.models.llm.base import Candidate
+        self.asked.append((context, k))
+        return [Candidate(self.text, json.loads(self.text), -0.1, 1)][:k]
+
+
+def test_an_expert_proposes_beside_the_llm_and_its_candidate_is_judged_the_same(tmp_path):
+    expert = FakeExpert(call("shell", cmd="mkdir out"))
+    script = [[call("shell", cmd="rm -rf /")], [FINISH]]
+    exit_, steps, _ = run(tmp_path, script, Hybrid("no_hrm", None, None, (expert,)))
+    assert steps[0].tool_call["args"]["cmd"] == "mkdir out" and (tmp_path / "out").is_dir()
+    sources = {c["source"]: c for c in steps[0].candidates}
+    assert sources["llm"]["policy"]["decision"] == "deny" and sources["fake-expert"]["chosen"]
+    assert expert.asked[0][0].goal == "make notes" and exit_.status == "succeeded"
+
+
+def test_a_trained_hrm_that_gives_an_expert_no_weight_silences_it(tmp_path):
+    expert = FakeExpert(call("shell", cmd="mkdir out"))
+    planner = FakeTrainedPlanner()   # its expert prior is all on the LLM
+    run(tmp_path, [[call("shell", cmd="touch a")], [FINISH]], Hybrid("full", planner, None, (expert,)))
+    assert expert.asked == []
