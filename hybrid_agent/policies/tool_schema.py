@@ -117,6 +117,14 @@ def validate_call(raw: Any, *, tools: frozenset[str] | None = None) -> ToolCall:
     return ToolCall(tool=name, args=args.model_dump(exclude_none=True))
 
 
+def is_valid_call(raw: Any) -> bool:
+    try:
+        validate_call(raw)
+    except InvalidToolCall:
+        return False
+    return True
+
+
 def call_schema(tools: frozenset[str] | None = None) -> dict[str, Any]:
     """The JSON schema of one call of any of ``tools`` (all when None), tool name first."""
     names = [name for name in TOOL_ARGS if tools is None or name in tools]

@@ -22,7 +22,7 @@ from typing import Any
 from hybrid_agent.agents.experts.base import ExpertContext, expert_candidate
 from hybrid_agent.models.hrm.text import TextEncoder, default_encoder
 from hybrid_agent.models.llm.base import Candidate
-from hybrid_agent.policies.tool_schema import InvalidToolCall, validate_call
+from hybrid_agent.policies.tool_schema import is_valid_call
 
 # An extension starts with a letter, so "3.5" and "v1.2" are not file names.
 FILE_NAME = re.compile(r"(?<![\w./-])[\w./-]*\w\.[A-Za-z]\w*(?![\w-])")
@@ -73,7 +73,7 @@ class Playbook:
             old_goal, call = self.entries[i]
             adapted = adapt(call, old_goal, goal)
             key = json.dumps(adapted, sort_keys=True)
-            if key not in seen and _valid(adapted):
+            if key not in seen and is_valid_call(adapted):
                 seen.add(key)
                 recalled.append((min(similarity[i], 1.0), adapted))
         return recalled
@@ -94,13 +94,6 @@ def adapt(call: dict[str, Any], old_goal: str, new_goal: str) -> dict[str, Any]:
     return {"tool": call["tool"], "args": {key: substitute(value) for key, value in call["args"].items()}}
 
 
-def _valid(call: dict[str, Any]) -> bool:
-    """A substituted name may make an argument too long for its schema."""
-    try:
-        validate_call(call)
-    except InvalidToolCall:
-        return False
-    return True
 
 
 class PlaybookExpert:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from hybrid_agent.policies.shell import ShellParseError, parse_script
-from hybrid_agent.policies.tool_schema import CONTENT_MAX, InvalidToolCall, validate_call
+from hybrid_agent.policies.tool_schema import CONTENT_MAX, is_valid_call
 
 # Bump on any change to the ids or the hard features: a checkpoint is only valid for its own.
 FEATURE_VERSION = 1
@@ -213,7 +213,7 @@ def hard_features(state: StateView, candidate: CandidateView, grounding: Groundi
     args = call.get("args") if call is not None else None
     args = args if isinstance(args, dict) else {}
     tool = call.get("tool") if call is not None else None
-    out[SLOT["schema_invalid"]] = float(call is None or candidate.error is not None or not _valid(call))
+    out[SLOT["schema_invalid"]] = float(call is None or candidate.error is not None or not is_valid_call(call))
     if candidate.policy in ("allow", "approve", "deny"):
         out[SLOT[f"policy_{candidate.policy}"]] = 1.0
     cmd = args.get("cmd")
@@ -245,12 +245,6 @@ def hard_features(state: StateView, candidate: CandidateView, grounding: Groundi
     return out
 
 
-def _valid(call: dict[str, Any]) -> bool:
-    try:
-        validate_call(call)
-    except InvalidToolCall:
-        return False
-    return True
 
 
 def _shell_parses(cmd: str) -> bool:

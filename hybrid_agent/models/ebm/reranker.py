@@ -6,13 +6,14 @@ untrained EBM ranks exactly as the LLM alone would, and says so."""
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+from hybrid_agent.models.checkpoints import read_checkpoint
 
 from hybrid_agent.models.ebm import calibration
 from hybrid_agent.models.ebm.features import FEATURE_VERSION, CandidateView, StateView, batch, encode
@@ -96,19 +97,8 @@ def load_reranker(checkpoint: Path | None = None) -> Reranker:
         if not DEFAULT_CHECKPOINT.is_file():
             return NeutralReranker()
         checkpoint = DEFAULT_CHECKPOINT
-    if not checkpoint.is_file():
-        raise EBMError(f"no EBM checkpoint at {checkpoint}; train one with "
-                       f"`python -m hybrid_agent.models.ebm.train --out {checkpoint}`")
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise EBMError(f"{checkpoint} is not a readable EBM checkpoint: {exc}") from exc
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise EBMError(f"{checkpoint} is not an EBM checkpoint (no format {CHECKPOINT_FORMAT!r})")
-    found = (saved.get("version"), saved.get("feature_version"))
-    if found != (CHECKPOINT_VERSION, FEATURE_VERSION):
-        raise EBMError(f"{checkpoint} has checkpoint/feature version {found}, this code reads "
-                       f"{(CHECKPOINT_VERSION, FEATURE_VERSION)}: retrain it")
+    saved = read_checkpoint(checkpoint, fmt=CHECKPOINT_FORMAT, versions=(CHECKPOINT_VERSION, FEATURE_VERSION),
+                            error=EBMError, train_module="hybrid_agent.models.ebm.train")
     try:
         config = EBMConfig(**{f.name: saved["config"][f.name] for f in fields(EBMConfig)})
         model = EnergyModel(config)

@@ -4,7 +4,6 @@ inputs came from, and its training metrics."""
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hybrid_agent.models.checkpoints import read_checkpoint
 from hybrid_agent.models.hrm.flat import FlatConfig, FlatTransformer
 from hybrid_agent.models.hrm.model import HRM, HRMConfig
 from hybrid_agent.models.hrm.state import FEATURE_VERSION
@@ -56,19 +56,8 @@ def save(checkpoint: Checkpoint, path: Path) -> None:
 
 def load(path: Path) -> Checkpoint:
     """The checkpoint at ``path``, its model in eval mode on the CPU."""
-    if not path.is_file():
-        raise HRMError(f"no HRM checkpoint at {path}; train one with "
-                       f"`python -m hybrid_agent.models.hrm.train --out {path}`")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise HRMError(f"{path} is not a readable HRM checkpoint: {exc}") from exc
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise HRMError(f"{path} is not an HRM checkpoint (no format {FORMAT!r})")
-    found = (saved.get("version"), saved.get("feature_version"))
-    if found != (VERSION, FEATURE_VERSION):
-        raise HRMError(f"{path} has checkpoint/feature version {found}, this code reads "
-                       f"{(VERSION, FEATURE_VERSION)}: retrain it")
+    saved = read_checkpoint(path, fmt=FORMAT, versions=(VERSION, FEATURE_VERSION), error=HRMError,
+                            train_module="hybrid_agent.models.hrm.train")
     try:
         config_class = VARIANTS[saved["variant"]][0]
         model = build_model(saved["variant"], **{f.name: saved["config"][f.name] for f in fields(config_class)})

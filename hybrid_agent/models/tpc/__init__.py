@@ -5,13 +5,14 @@ package (see MODEL_CARD.md); ``python -m hybrid_agent.models.tpc.train`` retrain
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from hybrid_agent.models.checkpoints import read_checkpoint
 
 from hybrid_agent.models.tpc.features import FEATURE_VERSION, call_ids, collate, goal_ids
 from hybrid_agent.models.tpc.model import TPCConfig, ToolPolicyClassifier
@@ -55,19 +56,8 @@ class TPCScorer:
 def load_tpc(path: Path | None = None) -> TPCScorer:
     """The classifier saved at ``path`` (default: the shipped checkpoint), on the CPU."""
     path = path or DEFAULT_CHECKPOINT
-    if not path.is_file():
-        raise TPCError(f"no TPC checkpoint at {path}; train one with "
-                       f"`python -m hybrid_agent.models.tpc.train --out {path}`")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise TPCError(f"{path} is not a readable TPC checkpoint: {exc}") from exc
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise TPCError(f"{path} is not a TPC checkpoint (no format {CHECKPOINT_FORMAT!r})")
-    found = (saved.get("version"), saved.get("feature_version"))
-    if found != (CHECKPOINT_VERSION, FEATURE_VERSION):
-        raise TPCError(f"{path} has checkpoint/feature version {found}, this code reads "
-                       f"{(CHECKPOINT_VERSION, FEATURE_VERSION)}: retrain it")
+    saved = read_checkpoint(path, fmt=CHECKPOINT_FORMAT, versions=(CHECKPOINT_VERSION, FEATURE_VERSION),
+                            error=TPCError, train_module="hybrid_agent.models.tpc.train")
     try:
         config = TPCConfig(**{f.name: saved["config"][f.name] for f in fields(TPCConfig)})
         model = ToolPolicyClassifier(config)
