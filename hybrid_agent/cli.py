@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from hybrid_agent.config import Settings
+from hybrid_agent.config import ABLATIONS, Settings
 
 
 class CLIError(Exception):
@@ -44,6 +44,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
         overrides["data_dir"] = args.data_dir
     if getattr(args, "port", None):
         overrides["api_port"] = args.port
+    if getattr(args, "ablation", None):
+        overrides["ablation"] = args.ablation
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -64,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = command("up", cmd_up, "run NATS (embedded unless HA_NATS_URL), the API, the router and a worker")
     up.add_argument("--port", type=int, help="API port (default: HA_API_PORT or 8600)")
+    up.add_argument("--ablation", choices=ABLATIONS, help="hybrid model parts to run (default: HA_ABLATION or full)")
     api = command("api", cmd_api, "run the API server (needs HA_NATS_URL)")
     api.add_argument("--port", type=int)
-    command("worker", cmd_worker, "run a worker (needs HA_NATS_URL)")
+    worker = command("worker", cmd_worker, "run a worker (needs HA_NATS_URL)")
+    worker.add_argument("--ablation", choices=ABLATIONS, help="hybrid model parts to run (default: HA_ABLATION or full)")
     command("router", cmd_router, "run the event router (needs HA_NATS_URL)")
 
     submit = command("submit", cmd_submit, "submit a task to a running API")
@@ -86,9 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--no-tpc", action="store_true", help="rules only, without the tool-policy classifier")
 
     bench = command("bench", cmd_bench, "run a benchmark and print its ratios")
-    bench.add_argument("which", choices=["bus"], help="bus: event -> router -> task -> consumer vs raw JetStream")
-    bench.add_argument("--events", type=int, default=5000)
-    bench.add_argument("--database-url", help="store for the benchmark (default: SQLite in a temp dir)")
+    bench.add_argument("which", choices=["bus", "step"],
+                       help="bus: event -> router -> task -> consumer vs raw JetStream; "
+                            "step: the whole agent step at K=1 and K=4 vs raw generation of the same tokens")
+    bench.add_argument("--events", type=int, default=5000, help="bus: events to send")
+    bench.add_argument("--database-url", help="bus: store for the benchmark (default: SQLite in a temp dir)")
+    bench.add_argument("--steps", type=int, default=3, help="step: steps per goal")
+    bench.add_argument("--ablation", choices=ABLATIONS, help="step: hybrid model parts to run (default: HA_ABLATION or full)")
     return parser
 
 
@@ -224,10 +232,28 @@ def _render_step(step: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
+    if args.which == "step":
+        _bench_step(args, settings)
+        return
     from hybrid_agent.eval.bus_bench import run_bus_benchmark
 
     result = asyncio.run(run_bus_benchmark(events=args.events, database_url=args.database_url))
     print(json.dumps(result))
+
+
+def _bench_step(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.eval.step_bench import load_bench_llm, run_step_benchmark, table
+    from hybrid_agent.models.llm import LLMError
+
+    if args.steps < 1:
+        raise CLIError("--steps must be at least 1")
+    try:
+        llm = load_bench_llm(settings)
+    except (ValueError, LLMError) as exc:
+        raise CLIError(str(exc)) from exc
+    result = run_step_benchmark(llm, settings, steps=args.steps)
+    print(table(result))
+    print(json.dumps(result.summary))
 
 
 def cmd_policy_check(args: argparse.Namespace, settings: Settings) -> int:

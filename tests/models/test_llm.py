@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from hybrid_agent.agents.prompt import PromptParts, StepView, build_messages
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm import LLMError, load_llm
 from hybrid_agent.models.llm.transformers_backend import (
@@ -18,6 +19,7 @@ from hybrid_agent.models.llm.transformers_backend import (
     TransformersLLM,
     convert_gguf,
     default_gguf,
+    lookup_draft,
     max_json_bytes,
 )
 from hybrid_agent.policies.tool_schema import (
@@ -170,6 +172,36 @@ def test_a_call_cut_short_comes_back_unparsed_with_the_reason(tiny_dir: Path) ->
         assert candidate.error is not None and "cut short" in candidate.error
 
 
+# --- drafts and the prompt cache ------------------------------------------------------
+
+
+def test_a_draft_is_what_followed_the_latest_earlier_occurrence_of_the_tail() -> None:
+    assert lookup_draft([1, 2, 3, 9, 1, 2, 3, 4, 6, 1, 2, 3], 6) == [4, 6, 1, 2, 3]
+    assert lookup_draft([7, 2, 3, 4, 9, 3], 6) == [4, 9]  # a one-token match drafts a third
+    assert lookup_draft([1, 2, 3], 6) == []
+    assert lookup_draft([1, 2, 3, 1, 2, 3], 0) == []
+
+
+def test_drafts_leave_greedy_output_unchanged(tiny_dir: Path) -> None:
+    drafting, plain = TransformersLLM(tiny_dir), TransformersLLM(tiny_dir, draft_tokens=0)
+    for task in TASKS:
+        (a,), (b,) = (llm.propose(chat(task), call_schema(), k=1).candidates for llm in (drafting, plain))
+        assert (a.text, a.tokens, a.error) == (b.text, b.tokens, b.error)
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_call_does_not_depend_on_what_was_cached_before(tiny_dir: Path, k: int) -> None:
+    fresh, used = TransformersLLM(tiny_dir), TransformersLLM(tiny_dir)
+    used.propose(chat(TASKS[1]), call_schema(), k=k)  # caches the shared system message
+    first = used.propose(chat(TASKS[0]), call_schema(), k=k)
+    again = used.propose(chat(TASKS[0]), call_schema(), k=k)
+    assert 0 < first.info["reused_prompt_tokens"] < first.prompt_tokens
+    assert again.info["reused_prompt_tokens"] == again.prompt_tokens
+    expected = fresh.propose(chat(TASKS[0]), call_schema(), k=k).candidates
+    assert first.candidates == expected and again.candidates == expected
+
+
 # --- the real default model -----------------------------------------------------------
 
 
@@ -209,3 +241,24 @@ def test_the_cached_conversion_has_the_gguf_models_logits(smollm2: TransformersL
     ids = smollm2.tokenizer("ls -la /var/log", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         assert torch.equal(original(input_ids=ids).logits, smollm2.model(input_ids=ids).logits)
+
+
+@pytest.mark.llm
+def test_drafts_leave_the_default_models_calls_unchanged_in_fewer_passes(
+    smollm2: TransformersLLM, smollm2_dir: Path
+) -> None:
+    plain = TransformersLLM(smollm2_dir, draft_tokens=0, max_new_tokens=smollm2.max_new_tokens)
+    history = [StepView({"tool": "shell", "args": {"cmd": "ls"}}, "exit=0\ndata.csv")]
+    prompts = [
+        build_messages(PromptParts("Compress data.csv with gzip", "data.csv (90 bytes)", [])),
+        build_messages(PromptParts("Create a file named hello.txt containing the word hello", "", [])),
+        build_messages(PromptParts("Rename data.csv to old.csv", "data.csv (90 bytes)", history)),
+    ]
+    passes = tokens = 0
+    for messages in prompts:
+        drafted = smollm2.propose(messages, call_schema(), k=1)
+        (a,), (b,) = drafted.candidates, plain.propose(messages, call_schema(), k=1).candidates
+        assert (a.text, a.tokens, a.error) == (b.text, b.tokens, b.error)
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
+        passes, tokens = passes + drafted.info["passes"], tokens + drafted.info["steps"]
+    assert passes < tokens * 0.75, (passes, tokens)  # the examples' call syntax is copied in runs
