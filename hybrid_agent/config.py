@@ -10,6 +10,8 @@ from typing import Literal, get_args
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hybrid_agent.policies.tool_schema import DEFAULT_TEST_CMD
+
 
 # Which parts of the hybrid model run: all, the LLM alone, without the EBM or the HRM, or
 # with the HRM swapped for its flat (same size, no hierarchy) variant.
@@ -51,7 +53,7 @@ class Settings(BaseSettings):
     max_seconds: float = Field(default=300.0, gt=0, description="wall-clock budget per task")
     tool_timeout_s: float = Field(default=30.0, gt=0, description="default timeout of one tool call")
     tool_max_timeout_s: float = Field(default=300.0, gt=0, description="longest timeout a tool call may ask for")
-    test_cmd: str = Field(default="python3 -m pytest -q", description="what run_tests runs when the call names no command")
+    test_cmd: str = Field(default=DEFAULT_TEST_CMD, description="what run_tests runs when the call names no command")
     ablation: Ablation = Field(
         default="full", description="which parts of the hybrid model run")
     hrm_checkpoint: Path | None = Field(default=None, description="HRM weights; unset: the shipped ones, else neutral")

@@ -58,4 +58,4 @@ def load_hybrid(ablation: str, *, hrm_checkpoint: Path | None = None, ebm_checkp
 def _describe(part: Planner | Reranker | None) -> dict[str, Any] | None:
     if part is None:
         return None
-    return {"name": part.name, "trained": part.trained, "note": getattr(part, "note", "")}
+    return {"name": part.name, "trained": part.trained, "note": part.note}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from hybrid_agent.agents.sandbox import HeadTailBuffer, Sandbox
 from hybrid_agent.policies.tool_schema import (
+    DEFAULT_TEST_CMD,
     LINE_MAX,
     STATE_CHANGING,
     TOOL_ARGS,
@@ -29,7 +30,6 @@ from hybrid_agent.policies.tool_schema import (
 )
 
 _NEW_FILE_MODE = 0o644
-DEFAULT_TEST_CMD = "python3 -m pytest -q"
 
 
 @dataclass(frozen=True)

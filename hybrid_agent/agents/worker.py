@@ -154,11 +154,11 @@ class Worker:
     async def _save_step(self, task_id: str, record: StepRecord) -> None:
         async with self.sessions.begin() as session:
             await queries.add_step(session, task_id=task_id, step=record.as_row())
-            for candidate in record.candidates:   # every decision that kept a call from running
-                decision = candidate["policy"]
-                if decision is not None and decision["decision"] != "allow":
-                    await queries.add_journal(session, kind=f"policy.{decision['decision']}", task_id=task_id,
-                                              detail={"step": record.n, "call": candidate["text"], **decision})
+            # Every decision that kept a call from running.
+            await queries.add_journal_many(session, entries=[
+                {"kind": f"policy.{c['policy']['decision']}", "task_id": task_id,
+                 "detail": {"step": record.n, "call": c["text"], **c["policy"]}}
+                for c in record.candidates if c["policy"] is not None and c["policy"]["decision"] != "allow"])
         trace = {"task_id": task_id, "n": record.n, "tool_call": record.tool_call, "ok": record.ok,
                  "observation": record.observation[:2000], "duration_s": record.duration_s}
         await self.bus.publish_trace(task_id, json.dumps(trace).encode())

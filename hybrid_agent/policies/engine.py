@@ -18,7 +18,7 @@ from hybrid_agent.policies.paths import PathClass, PathClassifier
 from hybrid_agent.policies.policy_file import Policy, Risk, Rule
 from hybrid_agent.policies.python_code import PythonParseError, python_commands
 from hybrid_agent.policies.shell import PYTHON, Command, Redirect, ShellParseError, find_start_paths, parse_script
-from hybrid_agent.policies.tool_schema import InvalidToolCall, ToolCall, validate_call
+from hybrid_agent.policies.tool_schema import DEFAULT_TEST_CMD, InvalidToolCall, ToolCall, validate_call
 
 Verdict = Literal["allow", "approve", "deny"]
 # Scores a (goal, call) pair: the probability that the call is dangerous.
@@ -60,12 +60,12 @@ class _Facts:
 
 
 class PolicyEngine:
-    def __init__(self, policy: Policy, *, scopes: list[Path], test_cmd: str = "python3 -m pytest -q",
+    def __init__(self, policy: Policy, *, scopes: list[Path], test_cmd: str = DEFAULT_TEST_CMD,
                  classifier: CallClassifier | None = None) -> None:
         if not scopes:
             raise ValueError("the policy engine needs at least one scope (the task's workspace)")
         self.policy = policy
-        self.paths = PathClassifier(policy.paths.rules(), scopes)
+        self.paths = PathClassifier(policy.paths, scopes)
         self.test_cmd = test_cmd
         self.classifier = classifier
         self._groups = {name: tuple(members) for name, members in policy.groups.items()}

@@ -8,9 +8,10 @@ import fnmatch
 import os
 import posixpath
 import re
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
 
 
 class PathClass(str, Enum):
@@ -24,15 +25,17 @@ class PathClass(str, Enum):
     DYNAMIC = "dynamic"        # known only when the command runs
 
 
-@dataclass(frozen=True)
-class PathRules:
-    home: str
+class PathRules(BaseModel):
+    """The policy file's ``paths``: which locations are which (fnmatch globs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    home: str = "/root"
     system: tuple[str, ...]
     devices: tuple[str, ...]
     secrets: tuple[str, ...]
-    secrets_outside_scope: tuple[str, ...]
+    secrets_outside_scope: tuple[str, ...] = ()
     harmless: tuple[str, ...]
-    sockets: tuple[str, ...]
+    sockets: tuple[str, ...] = ("/dev/tcp/*", "/dev/udp/*")
 
 
 class PathClassifier:

@@ -68,26 +68,11 @@ class Thresholds(_Strict):
     tpc: float = Field(ge=0, le=1)
 
 
-class Paths(_Strict):
-    home: str = "/root"
-    system: tuple[str, ...]
-    devices: tuple[str, ...]
-    secrets: tuple[str, ...]
-    secrets_outside_scope: tuple[str, ...] = ()
-    harmless: tuple[str, ...]
-    sockets: tuple[str, ...] = ("/dev/tcp/*", "/dev/udp/*")
-
-    def rules(self) -> PathRules:
-        return PathRules(home=self.home, system=self.system, devices=self.devices, secrets=self.secrets,
-                         secrets_outside_scope=self.secrets_outside_scope, harmless=self.harmless,
-                         sockets=self.sockets)
-
-
 class Policy(_Strict):
     version: str = Field(min_length=1)
     network: bool
     thresholds: Thresholds
-    paths: Paths
+    paths: PathRules
     groups: dict[str, tuple[str, ...]]
     deny: tuple[Rule, ...]
     approve: tuple[Rule, ...]

@@ -82,6 +82,7 @@ TOOL_ARGS: dict[str, type[_Args]] = {
     "finish": FinishArgs,
 }
 # Commands and code count as changing state: they may write anywhere in the workspace.
+DEFAULT_TEST_CMD = "python3 -m pytest -q"   # what run_tests runs when neither the call nor HA_TEST_CMD says
 STATE_CHANGING = frozenset({"shell", "python", "write_file", "edit", "run_tests"})
 NEEDS_ESCAPES = frozenset({"cmd", "code", "content", "old", "new"})
 

@@ -29,7 +29,7 @@ FINISH = call("finish", summary="done", success=True)
 
 
 class FakeTrainedPlanner:
-    name, trained = "fake-hrm", True
+    name, trained, note = "fake-hrm", True, "fake"
 
     def __init__(self, segments: int = 1, risk: float = 0.1) -> None:
         self.segments, self.risk, self.states = segments, risk, []
