@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 # bubblewrap isolates the agent's commands; without it they run under the rlimit fallback.
-# apt-get only where it exists and we are root; a failure is reported, not fatal.
+# The sandbox runs the system python3, whose pytest (python3-pytest) run_tests and the code
+# task pack need. apt-get only where it exists and we are root; a failure is reported, not fatal.
+SANDBOX_PACKAGES := bubblewrap python3-pytest
 sandbox-tools:
-	@command -v bwrap >/dev/null || { \
+	@{ command -v bwrap >/dev/null && /usr/bin/python3 -c 'import pytest' 2>/dev/null; } || { \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get install -y -q bubblewrap || { apt-get update -q && apt-get install -y -q bubblewrap; }; \
+	    apt-get install -y -q $(SANDBOX_PACKAGES) || { apt-get update -q && apt-get install -y -q $(SANDBOX_PACKAGES); }; \
 	  fi; \
-	  command -v bwrap >/dev/null || echo "bubblewrap not installed; the rlimit fallback will run"; }
+	  command -v bwrap >/dev/null || echo "bubblewrap not installed; the rlimit fallback will run"; \
+	  /usr/bin/python3 -c 'import pytest' 2>/dev/null || echo "no pytest for the system python3; run_tests will fail"; }
 
 install: $(STAMP) sandbox-tools
 

@@ -46,6 +46,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
         overrides["api_port"] = args.port
     if getattr(args, "ablation", None):
         overrides["ablation"] = args.ablation
+    if getattr(args, "k", None):
+        overrides["candidates"] = args.k
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -97,7 +99,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--database-url", help="bus: store for the benchmark (default: SQLite in a temp dir)")
     bench.add_argument("--steps", type=int, default=3, help="step: steps per goal")
     bench.add_argument("--ablation", choices=ABLATIONS, help="step: hybrid model parts to run (default: HA_ABLATION or full)")
+
+    evaluate = command("eval", cmd_eval, "run a task pack through the agent loop and print success by family")
+    _pack_arguments(evaluate, pack_required=False)
+    evaluate.add_argument("--out", type=Path, help="per-task results JSONL (--swebench: the predictions JSONL)")
+    evaluate.add_argument("--swebench", type=Path, metavar="INSTANCES",
+                          help="SWE-bench-format instances JSONL instead of a pack: writes predictions to --out")
+    evaluate.add_argument("--resume", action="store_true", help="--swebench: skip instances already in --out")
+    collect = command("collect", cmd_collect, "run a pack with K>1 and write labelled traces for training")
+    _pack_arguments(collect, default_split="train")
+    collect.add_argument("--out", type=Path, required=True, help="directory for ebm/hrm/sft/playbook JSONL")
+
+    train = command("train", cmd_train, "train the EBM or the HRM (their own options follow), or the SFT adapter")
+    train.add_argument("which", choices=["ebm", "hrm", "sft"])
+    train.add_argument("args", nargs=argparse.REMAINDER,
+                       help="the trainer's own options (`hybrid-agent train ebm --help`)")
     return parser
+
+
+def _pack_arguments(p: argparse.ArgumentParser, *, default_split: str | None = None, pack_required: bool = True) -> None:
+    p.add_argument("--pack", type=Path, required=pack_required, help="task pack JSONL (task_packs/os.jsonl, code.jsonl)")
+    p.add_argument("--split", choices=["train", "test"], default=default_split, help="only this split")
+    p.add_argument("--family", action="append", default=[], help="only this family (repeatable)")
+    p.add_argument("--limit", type=int, help="the first N tasks")
+    p.add_argument("--per-family", type=int, help="the first N tasks of each family")
+    p.add_argument("--ablation", choices=ABLATIONS, help="hybrid model parts to run (default: HA_ABLATION or full)")
+    p.add_argument("--approve", choices=["all", "none"], default="none",
+                   help="how held calls are decided (default: none, every one refused and counted)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, help="LLM candidates per step (default: HA_CANDIDATES; collect: 4)")
+    p.add_argument("--playbook", type=Path, help="playbook.jsonl from collect, for the playbook expert")
+    p.add_argument("--keep-workspaces", action="store_true", help="leave each task's workspace for inspection")
 
 
 def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool) -> None:
@@ -281,3 +313,102 @@ def cmd_policy_check(args: argparse.Namespace, settings: Settings) -> int:
                         "rules": ["schema"], "policy_version": policy.version}
         print(json.dumps(decision), flush=True)
     return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.eval.run import evaluate
+
+    if args.swebench is not None:
+        _swebench(args, settings)
+        return
+    if args.pack is None:
+        raise CLIError("give --pack FILE (a task pack) or --swebench FILE (SWE-bench instances)")
+    selection, options = _pack_options(args)
+    print(json.dumps(evaluate(settings, selection, options, out=args.out, playbook=args.playbook)))
+
+
+def cmd_collect(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.eval.run import collect
+
+    if args.k is None:
+        settings = settings.model_copy(update={"candidates": 4})
+    selection, options = _pack_options(args)
+    print(json.dumps(collect(settings, selection, options, out_dir=args.out, playbook=args.playbook)))
+
+
+def _swebench(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.eval.run import swebench
+    from hybrid_agent.eval.swebench import SweBenchError
+
+    if args.pack is not None or args.out is None:
+        raise CLIError("--swebench takes --out PREDICTIONS.jsonl and no --pack")
+    try:
+        print(json.dumps(swebench(settings, args.swebench, out=args.out, resume=args.resume, playbook=args.playbook,
+                                  keep_workspaces=args.keep_workspaces)))
+    except SweBenchError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def _pack_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from hybrid_agent.eval.harness import EvalOptions
+    from hybrid_agent.eval.packs import PackError
+    from hybrid_agent.eval.run import PackSelection
+
+    for flag in ("limit", "per_family"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise CLIError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.playbook is not None and not args.playbook.is_file():
+        raise CLIError(f"--playbook {args.playbook}: no such file")
+    selection = PackSelection(args.pack, split=args.split, limit=args.limit, families=tuple(args.family),
+                              per_family=args.per_family)
+    try:
+        tasks = selection.tasks()
+    except PackError as exc:
+        raise CLIError(str(exc)) from exc
+    if not tasks:
+        raise CLIError(f"no tasks in {args.pack} match --split {args.split} --family {','.join(args.family) or '*'}")
+    options = EvalOptions(approve=args.approve, seed=args.seed, keep_workspaces=args.keep_workspaces,
+                          progress=True)
+    return selection, options
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    """The EBM and HRM trainers parse their own options; each records its command line in
+    its model card."""
+    argv = [a for a in args.args if a != "--"]
+    if args.which == "sft":
+        _train_sft(argv, settings)
+        return 0
+    if args.which == "ebm":
+        from hybrid_agent.models.ebm.train import main as train_main
+    else:
+        from hybrid_agent.models.hrm.train import main as train_main
+    return train_main(argv)
+
+
+def _train_sft(argv: list[str], settings: Settings) -> None:
+    from hybrid_agent.models.llm import LLMError
+    from hybrid_agent.models.llm.sft import run_sft
+
+    parser = argparse.ArgumentParser(prog="hybrid-agent train sft", description="LoRA on the default LLM from "
+                                     "the successful steps collect wrote (sft.jsonl)")
+    parser.add_argument("--data", type=Path, required=True, help="sft.jsonl from collect")
+    parser.add_argument("--out", type=Path, required=True, help="adapter directory (HA_LLM_ADAPTER)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank (alpha is twice it)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="the first N examples")
+    args = parser.parse_args(argv)
+    if not args.data.is_file():
+        raise CLIError(f"--data {args.data}: no such file")
+    try:
+        report = run_sft(args.data, args.out, cache_dir=settings.model_cache_dir, epochs=args.epochs, lr=args.lr,
+                         rank=args.rank, seed=args.seed, limit=args.limit,
+                         command="hybrid-agent " + " ".join(sys.argv[1:]))
+    except (ValueError, LLMError) as exc:
+        raise CLIError(str(exc)) from exc
+    before, after = report.val_before, report.val_after
+    print(json.dumps({"adapter": str(report.adapter_dir), "steps": report.steps, "val_loss_before": before.loss,
+                      "val_loss_after": after.loss, "val_token_accuracy_before": before.token_accuracy,
+                      "val_token_accuracy_after": after.token_accuracy}))

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     workspace_roots: list[Path] = Field(default_factory=list, description="allowed workspace roots")
+    llm_adapter: Path | None = Field(default=None, description="LoRA adapter directory (hybrid-agent train sft), "
+                                     "merged into the transformers LLM at load")
     llm_max_new_tokens: int = Field(default=192, ge=16, description="tokens one tool call may take")
     llm_temperature: float = Field(default=0.6, gt=0, le=2, description="sampling temperature when K > 1")
     model_cache: Path | None = Field(default=None, description="converted model weights; default <data dir>/models")

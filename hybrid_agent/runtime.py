@@ -9,15 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 
-from hybrid_agent.agents.sandbox import SandboxLimits, make_sandbox
+from hybrid_agent.agents.assembly import load_parts
 from hybrid_agent.agents.worker import Worker
 from hybrid_agent.api.app import Services, create_app
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.embedded import EmbeddedNats
 from hybrid_agent.config import Settings
-from hybrid_agent.models.llm import load_llm
-from hybrid_agent.models.tpc import load_tpc
-from hybrid_agent.policies.policy_file import load_policy
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
 from hybrid_agent.triggers.router import Router
 
@@ -63,17 +60,10 @@ async def run_router(svc: Services, stop: asyncio.Event) -> None:
 
 async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
     print(f"worker: loading LLM {settings.llm} (the first start converts the GGUF once, ~20 s)", flush=True)
-    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    llm = await asyncio.to_thread(load_llm, settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
-                                max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
-                                timeout_s=settings.llm_timeout_s, retries=settings.llm_retries, api_key=api_key)
-    sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
-                           limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
-    policy, classifier = load_policy(settings.policy), load_tpc(settings.tpc_checkpoint) if settings.tpc else None
-    print(f"worker: ready ({llm.name}, sandbox {sandbox.isolation}, policy {policy.version}"
-          f"{', classifier on' if classifier else ''})", flush=True)
-    await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=llm, sandbox=sandbox, policy=policy,
-                 classifier=classifier).run(stop)
+    parts = await asyncio.to_thread(load_parts, settings)
+    print(f"worker: ready ({parts.describe()})", flush=True)
+    await Worker(settings=settings, bus=svc.bus, sessions=svc.sessions, llm=parts.llm, sandbox=parts.sandbox,
+                 policy=parts.policy, classifier=parts.classifier).run(stop)
 
 
 async def run_until_stopped(stop: asyncio.Event, *jobs: asyncio.Future | asyncio.Task) -> None:  # type: ignore[type-arg]

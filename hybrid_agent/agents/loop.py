@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,14 @@ from hybrid_agent.policies.preflight import preflight
 from hybrid_agent.policies.tool_schema import STATE_CHANGING, TOOL_ARGS, InvalidToolCall, ToolCall, call_schema, validate_call
 
 RESAMPLE_K = 4
+TRIALS = 16                 # code edits tried against the tests in scratch copies, per step
+TRIAL_TOOLS = frozenset({"edit", "write_file"})
 LOOK_OR_FINISH = frozenset({"finish", "read_file", "list_dir"})
 RECENT_STEPS = 4            # steps of history the HRM's state holds
 TOOL_PRIOR_FLOOR = 0.02     # a trained HRM's tool prior below this drops the tool from the grammar
+
+
+Approver = Callable[[ToolCall, Decision], bool]   # True: a human approved the held call
 
 
 class AgentExit(Exception):
@@ -90,6 +97,9 @@ class Plan:
     risk: float | None = None                              # a trained HRM's risk, for the policy
     expert_prior: dict[str, float] | None = None           # a trained HRM's weights of the proposers
     model: dict[str, Any] = field(default_factory=dict)    # what the hybrid parts decided, journaled
+    # The LLM's grammar when a trained HRM narrowed it to the likely tools; the experts'
+    # calls are held to ``tools`` (the loop's rules), not to the HRM's guess.
+    grammar: frozenset[str] | None = None
 
 
 @dataclass
@@ -102,6 +112,7 @@ class Scored:
     p_success: float | None = None
     source: str = "llm"          # the proposer: the LLM or an expert's name
     chosen: bool = False
+    trial: bool | None = None    # the tests passed after it in a scratch copy; None: not tried
 
     @property
     def verdict(self) -> str | None:
@@ -114,7 +125,7 @@ class Scored:
                 "tokens": self.candidate.tokens, "valid": self.call is not None, "error": self.error,
                 "policy": self.policy.as_dict() if self.policy is not None else None,
                 "energy": _rounded(self.energy), "p_success": _rounded(self.p_success), "source": self.source,
-                "chosen": self.chosen}
+                "trial": self.trial, "chosen": self.chosen}
 
 
 @dataclass
@@ -152,6 +163,7 @@ class AgentState:
     recent: list[RecentStep] = field(default_factory=list)
     last_mean_logprob: float | None = None
     last_margin: float | None = None
+    tests_failing: bool | None = None   # from the last run of the tests; None: not run yet
 
 
 def call_key(call: ToolCall | dict[str, Any]) -> str:
@@ -176,8 +188,10 @@ def workspace_listing(root: Path, *, limit: int = 40) -> str:
 class AgentLoop:
     def __init__(self, *, llm: LLM, runner: ToolRunner, policy: PolicyEngine, limits: Limits,
                  journal: Callable[[StepRecord], None], hybrid: Hybrid = LLM_ONLY,
-                 clock: Callable[[], float] = time.monotonic, stopping: Callable[[], bool] = lambda: False) -> None:
+                 clock: Callable[[], float] = time.monotonic, stopping: Callable[[], bool] = lambda: False,
+                 approver: Approver | None = None) -> None:
         self.llm = llm
+        self.approver = approver
         self.policy = policy
         self.hybrid = hybrid
         self.runner = runner
@@ -218,11 +232,12 @@ class AgentLoop:
         scored += self.propose_experts(plan, state)
         chosen = self.score(scored, state)
         if chosen is None and plan.k == 1:  # greedy unusable, repeated or held: sample alternatives
-            wider = Plan(plan.tools, RESAMPLE_K, plan.note, plan.risk, plan.model)
+            wider = replace(plan, k=RESAMPLE_K)
             more, _, extra_s = self.propose_and_check(messages, wider, state)
             scored, timings["propose_s"] = scored + more, timings["propose_s"] + extra_s
             chosen = self.score(scored, state)
         decision, chosen = self.gate(chosen, scored)
+        decision = self.ask_approver(decision, chosen)
         t1 = self.clock()
         observation = self.act(decision, chosen, scored)
         timings["act_s"] = self.clock() - t1
@@ -273,7 +288,7 @@ class AgentLoop:
                 signals = Signals(out.segments, out.risk, state.last_mean_logprob, state.last_margin)
                 plan.risk, plan.expert_prior = out.risk, out.expert_prior
                 likely = frozenset(t for t in plan.tools if out.tool_prior.get(t, 1.0) >= TOOL_PRIOR_FLOOR)
-                plan.tools = likely or plan.tools
+                plan.grammar = likely or None
         budget = choose_budget(signals, max_k=self.limits.max_k)
         plan.k = max(plan.k, budget.k)
         plan.model["budget"] = budget.record()
@@ -284,7 +299,7 @@ class AgentLoop:
         """Propose K candidates under the plan's grammar; validate, preflight and police each."""
         t0 = self.clock()
         try:
-            proposal = self.llm.propose(messages, call_schema(plan.tools), plan.k)
+            proposal = self.llm.propose(messages, call_schema(plan.grammar or plan.tools), plan.k)
         except LLMError as exc:
             failed = Candidate(text="", parsed=None, logprob=float("-inf"), tokens=0, error=f"model error: {exc}")
             return [Scored(failed, None, failed.error)], 0, self.clock() - t0
@@ -293,7 +308,8 @@ class AgentLoop:
 
     def propose_experts(self, plan: Plan, state: AgentState) -> list[Scored]:
         """Candidates from the experts, checked like the LLM's. Each offers one when the HRM
-        is untrained; a trained HRM's expert prior shares the plan's K among them."""
+        is untrained; a trained HRM's expert prior shares the plan's K among them. An
+        expert whose edits scoring can verify offers up to ``TRIALS`` whatever the prior."""
         if not self.hybrid.experts or plan.tools == frozenset({"finish"}):
             return []
         last = state.views[-1] if state.views else None
@@ -302,6 +318,8 @@ class AgentLoop:
         found: list[Scored] = []
         for expert in self.hybrid.experts:
             k = 1 if plan.expert_prior is None else round(plan.expert_prior.get(expert.name, 0.0) * plan.k)
+            if expert.verifiable and self.hybrid.reranker is not None:
+                k = TRIALS   # scoring tries each against the tests: a wrong one costs a test run
             for candidate in expert.propose(context, k) if k > 0 else []:
                 scored = self.check(candidate, plan, state)
                 scored.source = expert.name
@@ -338,7 +356,27 @@ class AgentLoop:
         allowed = [s for s in scored if s.call is not None and not s.error and s.verdict == "allow"]
         if self.hybrid.reranker is None or not allowed:
             return _best(allowed)
+        self.trial(allowed, state)
         return self.rerank(allowed, state)
+
+    def trial(self, allowed: list[Scored], state: AgentState) -> None:
+        """Unless the tests are known to pass, try each proposed edit of Python code in a scratch copy of
+        the workspace and run the tests: an edit that makes them pass is a verified fix.
+        Scoring's most reliable signal for code, at a test run per candidate; the
+        workspace itself is untouched until the chosen call acts."""
+        if state.tests_failing is False or any(s.trial for s in allowed):
+            return
+        edits = [s for s in allowed if s.trial is None and s.call is not None and s.call.tool in TRIAL_TOOLS
+                 and str(s.call.args.get("path", "")).endswith(".py")][:TRIALS]
+        for s in edits:
+            assert s.call is not None
+            with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
+                copy = Path(scratch) / "ws"
+                shutil.copytree(state.workspace, copy, symlinks=True)
+                runner = self.runner.for_workspace(copy)
+                s.trial = runner.run(s.call).ok and runner.run(ToolCall(tool="run_tests", args={})).ok
+            if s.trial:
+                return   # one verified fix is enough; the rest stay untried (None)
 
     def rerank(self, allowed: list[Scored], state: AgentState) -> Scored | None:
         """Lowest energy wins. A trained EBM's failure probability goes to the policy, which
@@ -349,8 +387,11 @@ class AgentLoop:
         for s, r in zip(allowed, ranked):
             s.energy, s.p_success = r.energy, r.p_success
         state.last_margin = margin(ranked)
-        best = min(allowed, key=lambda s: s.energy if s.energy is not None else math.inf)
-        if reranker.trained and best.p_success is not None and best.call is not None:
+        # A verified fix first; an edit the tests still fail after only when nothing else is left.
+        pool = [s for s in allowed if s.trial] or [s for s in allowed if s.trial is None] or allowed
+        best = min(pool, key=lambda s: s.energy if s.energy is not None else math.inf)
+        # Passing tests outrank the EBM's estimate: only an unverified call may be held for it.
+        if reranker.trained and best.p_success is not None and best.call is not None and not best.trial:
             best.policy = self.policy.check(best.call, goal=state.goal,
                                             model_risk=ModelRisk(ebm_failure=1 - best.p_success))
             if best.verdict != "allow":
@@ -367,10 +408,21 @@ class AgentLoop:
         held = _best([s for s in scored if s.call is not None and not s.error and s.verdict == "approve"])
         return ("approve", held) if held is not None else ("none", None)
 
+    def ask_approver(self, decision: str, chosen: Scored | None) -> str:
+        """With an approver at hand (evaluation's ``--approve all|none``), a held call is
+        decided at once: ``approved`` runs it, ``refused`` tells the model. Without one
+        (the workers) the held call waits for a person."""
+        if decision != "approve" or self.approver is None or chosen is None or chosen.call is None:
+            return decision
+        assert chosen.policy is not None
+        return "approved" if self.approver(chosen.call, chosen.policy) else "refused"
+
     def act(self, decision: str, chosen: Scored | None, scored: list[Scored]) -> Observation:
         if decision == "approve" and chosen is not None and chosen.policy is not None:
             return Observation(ok=False, output=f"held for approval: {'; '.join(chosen.policy.reasons)}")
-        if decision != "allow" or chosen is None or chosen.call is None:
+        if decision == "refused" and chosen is not None and chosen.policy is not None:
+            return Observation(ok=False, output=f"a human refused this call ({chosen.policy.reasons[0]})")
+        if decision not in ("allow", "approved") or chosen is None or chosen.call is None:
             reasons = sorted({s.error or "" for s in scored})
             return Observation(ok=False, output=f"no usable call: {'; '.join(reasons)}")
         return self.runner.run(chosen.call)
@@ -398,6 +450,8 @@ class AgentLoop:
         if call.tool == "finish":
             raise Submitted(call.args["summary"], success=bool(call.args["success"]))
         key = call_key(call)
+        if call.tool == "run_tests":
+            state.tests_failing = not observation.ok
         state.views.append(StepView(call.model_dump(), record.observation))
         state.recent.append(RecentStep(call.tool, observation.ok, observation.exit_code,
                                        "timeout" if observation.timed_out else None if observation.ok else "error"))
@@ -427,7 +481,8 @@ def _rounded(value: float | None) -> float | None:
 
 def _state_view(state: AgentState) -> StateView:
     recent = [f"{view.call} -> {view.result[:200]}" for view in state.views[-RECENT_STEPS:]]
-    return StateView(goal=state.goal, recent=recent, failed_calls=sorted(state.failed_calls), tests_failing=None)
+    return StateView(goal=state.goal, recent=recent, failed_calls=sorted(state.failed_calls),
+                     tests_failing=state.tests_failing)
 
 
 def _candidate_view(scored: Scored) -> CandidateView:

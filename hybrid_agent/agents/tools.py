@@ -66,6 +66,16 @@ class ToolRunner:
         self._test_cmd = test_cmd
 
     @property
+    def workspace(self) -> Path:
+        return self._workspace
+
+    def for_workspace(self, workspace: Path) -> ToolRunner:
+        """The same runner (sandbox, limits, test command) on another workspace: trace
+        collection tries candidates in scratch copies."""
+        return ToolRunner(workspace, self._sandbox, self._timeout_s, self._max_output_chars,
+                          max_timeout_s=self._max_timeout_s, test_cmd=self._test_cmd)
+
+    @property
     def isolation(self) -> str:
         """What isolates this runner's commands, for the task's record ("bwrap", "rlimit",
         with what is missing where the host could not provide it)."""

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
@@ -15,16 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.agents.experts import Playbook, make_experts
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
-from hybrid_agent.agents.loop import AgentLoop, Interrupted, Limits, NeedsApproval, StepRecord
+from hybrid_agent.agents.assembly import build_loop
+from hybrid_agent.agents.loop import AgentLoop, Interrupted, NeedsApproval, StepRecord
 from hybrid_agent.agents.sandbox import Sandbox
-from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, resolve_workspace
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
 from hybrid_agent.bus.consumer import fetch_batches, with_heartbeat
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm.base import LLM
-from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
+from hybrid_agent.policies.engine import CallClassifier
 from hybrid_agent.policies.policy_file import Policy, load_policy
 from hybrid_agent.store import queries
 
@@ -121,22 +122,16 @@ class Worker:
         await self._finish(message.task_id, exit_.status, result, None if exit_.success else exit_.summary)
         return True
 
-    def _agent(self, task_id: str, workspace) -> AgentLoop:  # type: ignore[no-untyped-def]
-        runner = ToolRunner(workspace=workspace, sandbox=self.sandbox, timeout_s=self.settings.tool_timeout_s,
-                            max_output_chars=self.settings.max_output_chars,
-                            max_timeout_s=self.settings.tool_max_timeout_s, test_cmd=self.settings.test_cmd)
-        limits = Limits(max_steps=self.settings.max_steps, max_seconds=self.settings.max_seconds,
-                        k=self.settings.candidates, max_k=self.settings.max_candidates)
+    def _agent(self, task_id: str, workspace: Path) -> AgentLoop:
         loop = asyncio.get_running_loop()
 
         def journal(record: StepRecord) -> None:
             # Called from the agent's thread: the step is stored before the next one starts.
             asyncio.run_coroutine_threadsafe(self._save_step(task_id, record), loop).result(timeout=60)
 
-        policy = PolicyEngine(self.policy, scopes=[workspace], test_cmd=self.settings.test_cmd,
-                              classifier=self.classifier)
-        return AgentLoop(llm=self.llm, runner=runner, policy=policy, limits=limits, journal=journal,
-                         hybrid=self.hybrid, stopping=self.stop.is_set)
+        assert self.hybrid is not None
+        return build_loop(self.settings, workspace=workspace, llm=self.llm, sandbox=self.sandbox, policy=self.policy,
+                          hybrid=self.hybrid, journal=journal, classifier=self.classifier, stopping=self.stop.is_set)
 
     async def _load_hybrid(self) -> Hybrid:
         """The ablation's parts; the playbook expert indexes the steps of tasks that

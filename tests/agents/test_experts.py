@@ -275,3 +275,36 @@ def test_experts_are_chosen_by_name() -> None:
         make_experts(["code_edit", "oracle"])
     with pytest.raises(ValueError, match="needs a Playbook"):
         make_experts(["playbook"])
+
+
+INVENTORY = """class Inventory:
+    def __init__(self, stock, reserved):
+        self.stock, self.reserved = stock, reserved
+
+    def available(self):
+        return self.stock + self.reserved
+"""
+CI_REPORT = """CI failed on main: fix the code so the tests pass.
+
+    def test_available():
+        inventory = Inventory(5, 5)
+>       assert inventory.available() == 0
+E       assert 10 == 0
+
+tests/test_inventory.py:5: AssertionError
+"""
+
+
+def test_a_ci_report_in_the_goal_leads_to_the_method_the_failing_test_called(tmp_path: Path) -> None:
+    (tmp_path / "inventory.py").write_text(INVENTORY)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_inventory.py").write_text(
+        "from inventory import Inventory\n\ndef test_available():\n    inventory = Inventory(5, 5)\n"
+        "    assert inventory.available() == 0\n")
+    # No observation yet: the failing frames are in the goal; the method is found through
+    # the class the test imported, not by its name in the test file.
+    proposed = CodeEditExpert().propose(ExpertContext(goal=CI_REPORT, workspace=tmp_path), 16)
+    calls = [c.parsed for c in proposed]
+    assert {"tool": "edit", "args": {"path": "inventory.py", "old": "        return self.stock + self.reserved",
+                                     "new": "        return self.stock - self.reserved"}} in calls
+    assert all(c["args"]["path"] == "inventory.py" for c in calls)   # never the test

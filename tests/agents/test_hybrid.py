@@ -15,6 +15,9 @@ from hybrid_agent.agents.loop import AgentLoop, Limits, NeedsApproval, StepRecor
 from hybrid_agent.agents.sandbox import make_sandbox
 from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.models.ebm import Ranked
+from hybrid_agent.models.ebm.reranker import NeutralReranker
+from hybrid_agent.models.hrm.planner import NeutralPlanner
+from hybrid_agent.policies.tool_schema import TOOL_ARGS
 from hybrid_agent.models.hrm.planner import PlanOutput
 from hybrid_agent.policies.engine import PolicyEngine
 from hybrid_agent.policies.policy_file import load_policy
@@ -53,7 +56,8 @@ class FakeTrainedReranker:
 
 def run(tmp_path: Path, script, hybrid: Hybrid) -> tuple[object, list[StepRecord], FakeScriptedLLM]:
     llm = FakeScriptedLLM(script)
-    runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=500), timeout_s=5, max_output_chars=500)
+    runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=500), timeout_s=60,
+                        max_output_chars=500)  # a loaded machine: pytest may take seconds to start
     steps: list[StepRecord] = []
     loop = AgentLoop(llm=llm, runner=runner, policy=PolicyEngine(load_policy(), scopes=[tmp_path]),
                      limits=Limits(max_steps=4, max_seconds=60), journal=steps.append, hybrid=hybrid)
@@ -82,7 +86,8 @@ def test_neutral_parts_choose_exactly_what_the_llm_alone_would(tmp_path):
     (tmp_path / "alone").mkdir()
     (tmp_path / "hybrid").mkdir()
     _, alone, _ = run(tmp_path / "alone", script, LLM_ONLY)
-    _, hybrid, llm = run(tmp_path / "hybrid", script, load_hybrid("full"))
+    neutral = Hybrid("full", NeutralPlanner(list(TOOL_ARGS), ["llm"]), NeutralReranker())
+    _, hybrid, llm = run(tmp_path / "hybrid", script, neutral)
     assert [s.tool_call for s in hybrid] == [s.tool_call for s in alone]
     assert llm.ks[0] == 1 and hybrid[0].model["budget"]["k"] == 1
     assert hybrid[0].model["ablation"] == "full" and alone[0].model["ablation"] == "llm_only"
@@ -117,6 +122,7 @@ def test_a_call_the_ebm_expects_to_fail_is_held_for_approval(tmp_path):
 
 class FakeExpert:
     name = "fake-expert"
+    verifiable = False
 
     def __init__(self, text: str) -> None:
         self.text, self.asked = text, []
@@ -142,3 +148,78 @@ def test_a_trained_hrm_that_gives_an_expert_no_weight_silences_it(tmp_path):
     planner = FakeTrainedPlanner()   # its expert prior is all on the LLM
     run(tmp_path, [[call("shell", cmd="touch a")], [FINISH]], Hybrid("full", planner, None, (expert,)))
     assert expert.asked == []
+
+
+def test_while_tests_fail_scoring_tries_code_edits_in_scratch_copies_and_prefers_a_verified_fix(tmp_path):
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    wrong = call("edit", path="calc.py", old="return a - b", new="return a * b")
+    right = call("edit", path="calc.py", old="return a - b", new="return a + b")
+    script = [[call("run_tests")], [wrong, right], [FINISH]]
+    # The fake EBM likes the wrong edit: only the trial can tell them apart.
+    _, steps, _ = run(tmp_path, script, Hybrid("no_hrm", None, FakeTrainedReranker("a * b")))
+    assert [c["trial"] for c in steps[1].candidates] == [False, True]
+    assert steps[1].tool_call["args"]["new"] == "return a + b"
+    assert (tmp_path / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+def test_once_the_tests_are_known_to_pass_nothing_is_tried(tmp_path):
+    (tmp_path / "test_ok.py").write_text("def test_ok():\n    pass\n")
+    writes = [call("write_file", path="a.py", content="x = 1\n"), call("write_file", path="b.py", content="")]
+    script = [[call("run_tests")], [call("list_dir", path=".")], writes, [FINISH]]
+    _, steps, _ = run(tmp_path, script, Hybrid("no_hrm", None, FakeTrainedReranker("b.py")))
+    assert [c["trial"] for c in steps[2].candidates] == [None, None]
+
+
+def test_an_edit_the_tests_still_fail_after_loses_to_a_call_that_was_not_tried(tmp_path):
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    clobber = call("write_file", path="calc.py", content="junk")
+    look = call("read_file", path="calc.py")
+    script = [[clobber, look], [call("write_file", path="notes.txt", content="n")], [FINISH]]
+    _, steps, _ = run(tmp_path, script, Hybrid("no_hrm", None, FakeTrainedReranker("junk")))
+    assert [c["trial"] for c in steps[0].candidates] == [False, None]
+    assert steps[0].tool_call["tool"] == "read_file"
+    assert (tmp_path / "calc.py").read_text() == "def add(a, b):\n    return a - b\n"
+
+
+class FakeNarrowingPlanner(FakeTrainedPlanner):
+    """A trained HRM sure that the next tool is a shell command, and that the LLM alone proposes."""
+
+    def plan(self, state) -> PlanOutput:
+        self.states.append(state)
+        prior = {tool: 0.0 for tool in ("shell", "python", "read_file", "write_file", "edit", "list_dir",
+                                        "run_tests", "finish")} | {"shell": 1.0}
+        return PlanOutput(prior, {"llm": 1.0}, self.risk, self.segments, False, True, "fake")
+
+
+def test_the_hrm_narrows_the_llms_grammar_but_a_verifiable_experts_fix_still_counts(tmp_path):
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    fix = FakeVerifiableExpert(call("edit", path="calc.py", old="return a - b", new="return a + b"))
+    script = [[call("shell", cmd="ls")], [FINISH]]
+    hybrid = Hybrid("full", FakeNarrowingPlanner(), FakeTrainedReranker("ls"), (fix,))
+    _, steps, llm = run(tmp_path, script, hybrid)
+    assert tools_in_schema(llm.schemas[0]) == {"shell"}
+    assert fix.asked[0][1] > 0                        # asked despite its zero prior
+    assert steps[0].tool_call["tool"] == "edit"       # the verified fix beat the EBM's favourite
+    assert (tmp_path / "calc.py").read_text().endswith("a + b\n")
+
+
+class FakeVerifiableExpert(FakeExpert):
+    name = "fake-fixer"
+    verifiable = True
+
+
+def tools_in_schema(schema: dict) -> set[str]:
+    return {v["properties"]["tool"]["const"] for v in schema.get("anyOf", [schema])}
+
+
+def test_a_verified_fix_is_not_held_for_the_ebms_doubt(tmp_path):
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    right = call("edit", path="calc.py", old="return a - b", new="return a + b")
+    doubtful = FakeTrainedReranker("a + b", p_success=0.05)   # would hold any call it scores
+    _, steps, _ = run(tmp_path, [[right]] + [[FINISH]] * 8, Hybrid("no_hrm", None, doubtful))
+    assert steps[0].decision == "allow" and steps[0].candidates[0]["trial"] is True
+    assert (tmp_path / "calc.py").read_text().endswith("a + b\n")

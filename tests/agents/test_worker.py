@@ -14,7 +14,6 @@ from hybrid_agent.agents.worker import Worker
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.store import queries
-from hybrid_agent.store.tables import utcnow
 from hybrid_agent.models.llm.base import LLMError
 from hybrid_agent.policies.policy_file import load_policy
 from tests.fakes import FakeScriptedLLM
@@ -48,9 +47,10 @@ async def run_worker_until(worker: Worker, condition, timeout_s: float = 30) -> 
 @pytest.fixture
 def make_worker(settings, bus, sessions):
     def make(llm, **overrides) -> Worker:
-        # No playbook expert: it would load the sentence encoder in every test, and these
-        # tests are about the worker, not the experts.
-        configured = settings.model_copy(update={"experts": ["code_edit"], **overrides})
+        # The LLM alone unless a test asks: the scripted fake answers a known number of
+        # proposals, and these tests are about the worker, not the hybrid's parts (which
+        # would also load the sentence encoder in every test).
+        configured = settings.model_copy(update={"experts": ["code_edit"], "ablation": "llm_only", **overrides})
         return Worker(settings=configured, bus=bus, sessions=sessions, llm=llm,
                       sandbox=make_sandbox("rlimit", max_output_chars=1000))
     return make

@@ -82,7 +82,8 @@ def test_forward_gives_one_logit_per_call() -> None:
     logits = model(*collate(calls), *collate(goals))
     assert logits.shape == (3,)
     assert torch.isfinite(logits).all()
-    assert torch.equal(model(*collate(calls[:1]), *collate(goals[:1])), logits[:1])
+    # Padding the others to a batch changes nothing but float rounding (kernels differ by batch shape).
+    assert torch.allclose(model(*collate(calls[:1]), *collate(goals[:1])), logits[:1], atol=1e-6)
 
 
 # -- data and training --------------------------------------------------------------------

@@ -24,6 +24,9 @@ class ExpertContext:
 
 class Expert(Protocol):
     name: str
+    # Offers code edits that scoring can verify by running the tests (loop.trial): worth
+    # asking for several, since the wrong ones are caught before they act.
+    verifiable: bool
 
     def propose(self, context: ExpertContext, k: int) -> list[Candidate]:
         """Up to ``k`` calls, best first; [] when the expert has nothing to offer."""

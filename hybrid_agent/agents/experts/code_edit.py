@@ -111,15 +111,19 @@ class Target:
 
 class CodeEditExpert:
     name = "code_edit"
+    verifiable = True
 
     def propose(self, context: ExpertContext, k: int) -> list[Candidate]:
-        if not context.last_observation or k < 1:
+        # A CI failure report carries its traceback in the goal: before any observation
+        # has one, that is where the failing frames are.
+        report = context.last_observation or context.goal
+        if k < 1:
             return []
         root = context.workspace.resolve()
         sources = _Sources(root)
         calls: list[dict[str, Any]] = []
         seen: set[tuple[str, str]] = set()
-        for target in _targets(traceback_frames(context.last_observation, root), sources):
+        for target in _targets(traceback_frames(report, root), sources):
             for mutation in sorted(_mutations(target), key=lambda m: (KINDS.index(m.kind), m.at)):
                 call = _edit_call(target.source, mutation, seen)
                 if call is not None:
@@ -239,16 +243,31 @@ def _called_functions(source: Source, line: int,
                       sources: _Sources) -> list[tuple[Source, ast.FunctionDef | ast.AsyncFunctionDef]]:
     """The workspace functions that calls on ``line`` reach: names imported with
     ``from m import f`` or defined in the same file, ``m.f`` with ``import m`` or
-    ``from p import m``, methods (``self.f``) of the same file."""
+    ``from p import m``, and methods (``obj.f``) of the same file or of the workspace
+    modules it imports (a test calls ``inventory.available()`` on an object whose class
+    it imported)."""
     bindings = _import_bindings(source.tree)
     found = []
     for call in ast.walk(source.tree):
         if isinstance(call, ast.Call) and call.lineno <= line <= (call.end_lineno or call.lineno):
             resolved = _callee(source, call.func, bindings, sources)
-            if resolved is not None:
-                module, name = resolved
-                found += [(module, f) for f in _functions(module.tree) if f.name == name]
+            if resolved is None:
+                continue
+            module, name = resolved
+            modules = [module, *_imported_modules(source, bindings, sources)] if module is source else [module]
+            found += [(m, f) for m in modules for f in _functions(m.tree) if f.name == name]
     return found
+
+
+def _imported_modules(source: Source, bindings: dict[str, tuple[str | None, int, str | None]],
+                      sources: _Sources) -> list[Source]:
+    """The workspace files ``source`` imports from, each once."""
+    found: dict[Path, Source] = {}
+    for module_name, level, _ in bindings.values():
+        module = sources.module(source, module_name, level)
+        if module is not None and module is not source:
+            found.setdefault(module.path, module)
+    return list(found.values())
 
 
 def _callee(source: Source, func: ast.expr, bindings: dict[str, tuple[str | None, int, str | None]],

@@ -98,6 +98,7 @@ def adapt(call: dict[str, Any], old_goal: str, new_goal: str) -> dict[str, Any]:
 
 class PlaybookExpert:
     name = "playbook"
+    verifiable = False
 
     def __init__(self, playbook: Playbook) -> None:
         self.playbook = playbook

@@ -193,18 +193,25 @@ def _view(call: Call, kind: str, goal: str, engine: PolicyEngine, rng: random.Ra
 def load_traces(path: Path) -> list[Group]:
     """The groups of a JSONL trace file (format in the module docstring)."""
     groups = []
-    for row in _jsonl(path):
-        state = StateView(goal=row["goal"], recent=list(row.get("recent", [])),
-                          failed_calls=list(row.get("failed_calls", [])), tests_failing=row.get("tests_failing"))
-        candidates, outcomes, kinds = [], [], []
-        for c in row["candidates"]:
-            candidates.append(CandidateView(text=c["text"], call=c.get("call"), mean_logprob=float(c["mean_logprob"]),
-                                            policy=c.get("policy"), error=c.get("error")))
-            outcomes.append(None if c.get("outcome") is None else float(c["outcome"]))
-            kinds.append(c.get("kind", "trace"))
-        good = next((i for i, o in enumerate(outcomes) if o == 1.0), -1)
-        groups.append(Group(state, tuple(candidates), good, tuple(outcomes), tuple(kinds)))
+    for number, row in enumerate(_jsonl(path), start=1):
+        try:
+            groups.append(_group(row))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{number}: not an EBM trace group: {exc!r}") from exc
     return groups
+
+
+def _group(row: dict[str, Any]) -> Group:
+    state = StateView(goal=row["goal"], recent=list(row.get("recent", [])),
+                      failed_calls=list(row.get("failed_calls", [])), tests_failing=row.get("tests_failing"))
+    candidates, outcomes, kinds = [], [], []
+    for c in row["candidates"]:
+        candidates.append(CandidateView(text=c["text"], call=c.get("call"), mean_logprob=float(c["mean_logprob"]),
+                                        policy=c.get("policy"), error=c.get("error")))
+        outcomes.append(None if c.get("outcome") is None else float(c["outcome"]))
+        kinds.append(c.get("kind", "trace"))
+    good = next((i for i, o in enumerate(outcomes) if o == 1.0), -1)
+    return Group(state, tuple(candidates), good, tuple(outcomes), tuple(kinds))
 
 
 def _jsonl(path: Path) -> Iterable[dict[str, Any]]:

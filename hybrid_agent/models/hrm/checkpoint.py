@@ -46,10 +46,13 @@ class Checkpoint:
 
 
 def save(checkpoint: Checkpoint, path: Path) -> None:
+    """Weights are stored as float16, so the shipped HRM and flat checkpoints stay small;
+    ``load_state_dict`` casts them back to the model's float32 on load."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint.model.state_dict().items()}
     torch.save({"format": FORMAT, "version": VERSION, "feature_version": FEATURE_VERSION,
                 "variant": checkpoint.variant, "config": asdict(checkpoint.model.config),
-                "state_dict": checkpoint.model.state_dict(), "tools": checkpoint.tools,
+                "state_dict": weights, "tools": checkpoint.tools,
                 "experts": checkpoint.experts, "encoder": checkpoint.encoder,
                 "max_segments": checkpoint.max_segments, "metrics": checkpoint.metrics}, path)
 

@@ -1,6 +1,11 @@
-"""Trains the HRM (or the flat ablation) with deep supervision and writes a checkpoint:
+"""Trains the HRM (or the flat ablation) with deep supervision and writes a checkpoint,
+its model card and its metrics:
 
-    python -m hybrid_agent.models.hrm.train --variant hrm|flat --out PATH [--traces FILE ...]
+    hybrid-agent train hrm --variant hrm|flat --out PATH [--traces FILE ...]
+
+(``python -m hybrid_agent.models.hrm.train`` takes the same options). The card
+(MODEL_CARD.md next to the checkpoint, or ``--card``) and ``<stem>.metrics.json`` hold no
+date or duration: the same command on the same data writes the same files.
 
 Each batch runs ``segments`` (M) segments, each from the detached carry of the one before,
 with a loss at every segment: cross-entropy on the next tool and on the expert, BCE on
@@ -22,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +38,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hybrid_agent.models import model_card
 from hybrid_agent.models.hrm import data
 from hybrid_agent.models.hrm.checkpoint import Checkpoint, Model, build_model, parameter_count, save
 from hybrid_agent.models.hrm.model import PlanHeads, halts
-from hybrid_agent.models.hrm.state import encode_states, input_dim
+from hybrid_agent.models.hrm.state import FEATURE_VERSION, RECENT, TOKENS, encode_states, input_dim
 from hybrid_agent.models.hrm.text import FakeHashEncoder, TextEncoder, default_encoder
+from hybrid_agent.models.model_card import InputError, TraceFile
 
 log = logging.getLogger(__name__)
 IGNORE = -100     # an expert not recorded
@@ -164,50 +173,206 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hybrid-agent train hrm ARGS``: trains, then writes the checkpoint, its model card
+    and its metrics. Bad input is one ``error:`` line on stderr and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="hybrid-agent train hrm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", choices=("hrm", "flat"), default="hrm")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--card", type=Path, help=f"the model card (default: {model_card.CARD_FILE} next to --out)")
     parser.add_argument("--traces", type=Path, action="append", default=[], metavar="FILE",
                         help="JSONL of trace steps (data.load_traces); repeatable")
     parser.add_argument("--synthetic", type=int, default=10_000, help="synthetic training examples")
+    parser.add_argument("--held-out", type=int, default=2_000, help="synthetic held-out examples")
     parser.add_argument("--encoder", choices=("minilm", "fake-hash"), default="minilm")
     parser.add_argument("--hidden", type=int, default=256)
     for name, default in asdict(TrainConfig()).items():
         if name != "log_every":
             parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model_card.show_progress(log)
     # Small matrices: a second thread only adds synchronisation, and on a busy two-core
     # machine one thread ran a step four times faster than two.
     torch.set_num_threads(1)
+    try:
+        train_and_write(args, model_card.command("hrm", argv))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+@dataclass(frozen=True)
+class Splits:
+    """One run's examples and where they came from."""
+
+    train: list[data.Example]         # the synthetic training examples, then the trace ones
+    held: list[data.Example]          # the synthetic held-out examples, then the trace ones
+    traces: list[data.Example]        # every trace step, in the files' order
+    held_traces: int
+    files: list[TraceFile]
+
+
+def split_examples(synthetic: int, held_out: int, traces: Sequence[Path], seed: int) -> Splits:
+    """The examples of a run; InputError when the traces are unreadable or nothing is left
+    to train or to measure on."""
+    loaded, files = model_card.read_traces(traces, data.load_traces)
+    held_traces = [e for e in loaded if _held_out(e)]
+    train = data.synthetic(synthetic, seed) + [e for e in loaded if not _held_out(e)]
+    held = data.synthetic(held_out, seed + 1) + held_traces
+    if not train:
+        raise InputError("no training examples: give --synthetic above 0 or --traces")
+    if not held:
+        raise InputError("no held-out examples to measure on: give --held-out above 0")
+    return Splits(train, held, loaded, len(held_traces), files)
+
+
+def train_and_write(args: argparse.Namespace, command: str) -> None:
+    """The whole run behind ``main``: examples, training, evaluation, then the checkpoint, the
+    card and the metrics file; ``command`` is recorded in the card."""
     config = TrainConfig(**{k: getattr(args, k) for k in asdict(TrainConfig()) if hasattr(args, k)})
-    torch.manual_seed(config.seed)
     started = time.perf_counter()
+    splits = split_examples(args.synthetic, args.held_out, args.traces, config.seed)
+    tools = _names(data.TOOLS, [e.next_tool for e in splits.traces])
+    experts = _names(data.EXPERTS, [e.expert for e in splits.traces if e.expert])
+    try:
+        text = default_encoder() if args.encoder == "minilm" else FakeHashEncoder()
+    except FileNotFoundError as exc:     # the MiniLM wheel is not installed: the message says how
+        raise InputError(str(exc)) from exc
+    train, held = (tensorize(ex, text, tools, experts) for ex in (splits.train, splits.held))
+    log.info("train %d examples (%d from traces), held out %d (%d from traces); encoded in %.0f s",
+             len(splits.train), len(splits.traces) - splits.held_traces, len(splits.held), splits.held_traces,
+             time.perf_counter() - started)
 
-    traces = [e for path in args.traces for e in data.load_traces(path)]
-    held_traces = [e for e in traces if _held_out(e)]
-    train_examples = data.synthetic(args.synthetic, config.seed) + [e for e in traces if not _held_out(e)]
-    held_examples = data.synthetic(2_000, config.seed + 1) + held_traces
-    tools = _names(data.TOOLS, [e.next_tool for e in traces])
-    experts = _names(data.EXPERTS, [e.expert for e in traces if e.expert])
-    text = default_encoder() if args.encoder == "minilm" else FakeHashEncoder()
-    train, held = (tensorize(ex, text, tools, experts) for ex in (train_examples, held_examples))
-    log.info("train %d examples (%d from traces), held out %d; encoded in %.0f s", len(train_examples),
-             len(traces) - len(held_traces), len(held_examples), time.perf_counter() - started)
-
+    torch.manual_seed(config.seed)      # the weights' initialization
     model = build_model(args.variant, d_in=input_dim(text), n_tools=len(tools), n_experts=len(experts),
                         hidden=args.hidden)
     log.info("%s: %d parameters", args.variant, parameter_count(model))
     losses = fit(model, train, config, held)
-    metrics: dict[str, Any] = {
-        **evaluate(model, held, config.segments), "final_loss": losses[-1], "parameters": parameter_count(model),
-        "train_seconds": time.perf_counter() - started, "train": asdict(config),
-        "examples": {"synthetic": args.synthetic, "traces": len(traces), "held_out_traces": len(held_traces)}}
-    save(Checkpoint(args.variant, model, tools, experts, text.name, config.segments, metrics), args.out)
+    metrics: dict[str, Any] = {**evaluate(model, held, config.segments),
+                               "majority_tool_acc": _majority_acc(train.tool, held.tool),
+                               "final_loss": losses[-1], "window_losses": losses}
+    if splits.held_traces:      # the real steps alone: the synthetic ones outnumber them
+        last = torch.arange(len(splits.held) - splits.held_traces, len(splits.held))
+        metrics["traces"] = evaluate(model, held[last], config.segments)
+    examples = {"synthetic": args.synthetic, "synthetic_held_out": args.held_out,
+                "trace_files": [{"path": str(f.path), "examples": f.count} for f in splits.files],
+                "traces": len(splits.traces), "train_traces": len(splits.traces) - splits.held_traces,
+                "held_out_traces": splits.held_traces, "train": len(splits.train), "held_out": len(splits.held)}
+    seconds = time.perf_counter() - started
+    # The checkpoint keeps the duration; the card and the metrics file stay reproducible.
+    save(Checkpoint(args.variant, model, tools, experts, text.name, config.segments,
+                    metrics | {"parameters": parameter_count(model), "train_seconds": seconds, "train": asdict(config),
+                               "examples": examples}), args.out)
+    about = {"variant": args.variant, "parameters": parameter_count(model), "bytes": args.out.stat().st_size,
+             "config": asdict(model.config), "encoder": text.name, "tools": tools, "experts": experts}
+    run = {"train": asdict(config), "examples": examples}
+    card = model_card.card_path(args.out, args.card)
+    model_card.write(card, card_text(command, about, run, metrics, splits.files), model_card.metrics_path(args.out),
+                     {"command": command, "model": about, "data": run, "metrics": metrics})
     log.info("held out: %s", {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)})
-    log.info("wrote %s (%.1f s)", args.out, metrics["train_seconds"])
-    return 0
+    log.info("wrote %s and %s (%.1f s)", args.out, card, seconds)
+
+
+def _majority_acc(train_tools: torch.Tensor, held_tools: torch.Tensor) -> float:
+    """The held-out accuracy of always naming the commonest training tool: the floor the
+    tool prior must beat."""
+    return (held_tools == torch.bincount(train_tools).argmax()).float().mean().item()
+
+
+def card_text(command: str, about: dict[str, Any], run: dict[str, Any], metrics: dict[str, Any],
+              files: Sequence[TraceFile]) -> str:
+    """The model card: what the model is, what it was trained and measured on, how well it
+    plans and how to make it again."""
+    c, t, ex = about["config"], run["train"], run["examples"]
+    n = model_card.number
+    if about["variant"] == "hrm":
+        shape = (f"The HRM: a high-level and a low-level module of {c['blocks']} transformer blocks each\n(hidden "
+                 f"{c['hidden']}, {c['heads']} heads); each segment runs {c['high_cycles']} high-level cycles of "
+                 f"{c['low_steps']} low-level steps,\nwith the one-step gradient")
+    else:
+        shape = (f"The flat ablation: one stack of {c['blocks']} transformer blocks (hidden {c['hidden']}, "
+                 f"{c['heads']} heads),\nrun once per segment")
+    columns = [("all held out", metrics)] + ([("held-out traces", metrics["traces"])] if "traces" in metrics else [])
+    head = " | ".join(name for name, _ in columns)
+
+    def row(label: str, key: str) -> str:
+        return f"| {label} | " + " | ".join(n(m[key]) for _, m in columns) + " |"
+
+    tools, experts = ", ".join(about["tools"]), ", ".join(about["experts"])
+    return f"""# Model card: HRM planner ({about["variant"]})
+
+Generated by `hybrid_agent/models/hrm/train.py`; retrain rather than edit.
+
+## Intended use
+
+Reads the agent's state once per step (goal, task kind, progress through the step budget,
+the last steps' tools and outcomes) and gives a prior over the next tool, a prior over
+which proposer to trust (the LLM or an expert), the risk that the task fails within the
+next {data.HORIZON} steps, and how many segments it took to halt. These steer the step: unlikely
+tools leave the proposer's grammar, the expert prior shares the candidates among the
+experts, and the risk and the segments set the compute budget and reach the policy engine.
+The candidates still come from the proposers, and the policy rules, the sandbox and the
+approvals still check every call.
+
+## Model
+
+{shape}; tool, expert, risk and Q (halt, continue) heads on the mean-pooled state.
+Input: {TOKENS} tokens of text embeddings (`{about["encoder"]}`) and structured features
+(`state.py`, feature version {FEATURE_VERSION}). Tools: {tools}. Experts: {experts}.
+{about["parameters"]} parameters; the checkpoint is {about["bytes"]} bytes.
+
+## Training data
+
+- Synthetic (`data.py`): {ex["synthetic"]} training examples asked for (seed {t["seed"]}) and
+  {ex["synthetic_held_out"]} held out (seed {t["seed"] + 1}), from a scripted agent rolled out on five task kinds;
+  a tenth of the recorded next tools are random, so about 0.9 is the best tool accuracy
+  there is on them.
+{model_card.traces_lines(files, "steps")}
+- Held out from traces: the steps whose goal's crc32 % 5 == 0 (every step of a task, and
+  its reruns, on one side): {ex["held_out_traces"]} held out, {ex["train_traces"]} trained on.
+- In all: {ex["train"]} training examples, {ex["held_out"]} held out.
+
+## Training
+
+Deep supervision over {t["segments"]} segments, each from the detached carry of the one
+before: at each segment cross-entropy on the next tool and on the expert, BCE on the risk,
+and the Q-learning halting loss with a step cost of {t["step_cost"]}. AdamW (lr {t["lr"]}, one-cycle
+schedule, weight decay {t["weight_decay"]}), gradients clipped to {t["clip"]}, batch {t["batch_size"]},
+{t["steps"]} steps, seed {t["seed"]}. Final training loss {metrics["final_loss"]:.4f}.
+
+## Held-out metrics
+
+At the segment where each example halts, as the planner stops.
+
+| metric | {head} |
+|---|{"---|" * len(columns)}
+{row("tool accuracy", "tool_acc")}
+{row("tool accuracy at the last segment", "tool_acc_last_segment")}
+{row("expert accuracy", "expert_acc")}
+{row("risk AUC", "risk_auc")}
+{row("risk Brier score", "risk_brier")}
+{row("mean segments", "mean_segments")}
+{row("share halted after one segment", "halted_at_1")}
+
+Always naming the commonest training tool scores {n(metrics["majority_tool_acc"])} on all held out. "n/a": nothing
+to measure (no expert recorded, or only one risk label).
+
+## Limitations
+
+- Unless the traces are many, it has learned the scripted agent's habits on five synthetic
+  task kinds; real tasks and real proposers differ.
+- It sees the structured record of the last {RECENT} steps, not their output.
+- The agent loop and `hybrid-agent collect` give every live step the task kind `user`,
+  which the synthetic kinds never are: on live steps the goal text must carry the kind.
+
+## Retraining
+
+```
+{command}
+```
+"""
 
 
 def _held_out(example: data.Example) -> bool:

@@ -27,6 +27,7 @@ class _Options:
     timeout_s: float
     retries: int
     api_key: str | None = field(repr=False)  # a secret: kept out of reprs and logs
+    adapter: Path | None = None              # a LoRA adapter (train sft), merged at load
 
 
 def _invalid(spec: str) -> ValueError:
@@ -38,7 +39,8 @@ def _transformers(argument: str, options: _Options) -> LLM:
     # only needs the LLM types imports this package.
     from .transformers_backend import TransformersLLM
 
-    kwargs = {"seed": options.seed, "max_new_tokens": options.max_new_tokens, "temperature": options.temperature}
+    kwargs = {"seed": options.seed, "max_new_tokens": options.max_new_tokens, "temperature": options.temperature,
+              "adapter": options.adapter}
     if argument == "default":
         return TransformersLLM.default(options.cache_dir, **kwargs)
     return TransformersLLM(Path(argument), **kwargs)
@@ -47,6 +49,7 @@ def _transformers(argument: str, options: _Options) -> LLM:
 def _openai(argument: str, options: _Options) -> LLM:
     from .openai_backend import OpenAILLM
 
+    _no_adapter("openai", options)
     url, _, model = argument.rpartition("#")
     if not model or not url.startswith(("http://", "https://")):
         raise _invalid(f"openai:{argument}")
@@ -57,8 +60,14 @@ def _openai(argument: str, options: _Options) -> LLM:
 def _vllm(argument: str, options: _Options) -> LLM:
     from .vllm_backend import VLLMBackend
 
+    _no_adapter("vllm", options)
     return VLLMBackend(argument, seed=options.seed, temperature=options.temperature,
                        max_new_tokens=options.max_new_tokens)
+
+
+def _no_adapter(backend: str, options: _Options) -> None:
+    if options.adapter is not None:
+        raise ValueError(f"a LoRA adapter (HA_LLM_ADAPTER) loads only with the transformers backend, not {backend}")
 
 
 _BACKENDS: dict[str, Callable[[str, _Options], LLM]] = {
@@ -70,7 +79,7 @@ _BACKENDS: dict[str, Callable[[str, _Options], LLM]] = {
 
 def load_llm(spec: str, *, cache_dir: Path, seed: int = 0, max_new_tokens: int | None = None,
              temperature: float = 0.6, timeout_s: float = 60.0, retries: int = 2,
-             api_key: str | None = None) -> LLM:
+             api_key: str | None = None, adapter: Path | None = None) -> LLM:
     """The LLM named by ``spec``; ValueError for an unknown spec, LLMError if it fails to load.
     ``max_new_tokens`` caps a call (None: sized from each schema, or the server's default);
     ``temperature`` is for sampling K > 1 candidates (K = 1 is greedy). ``timeout_s``,
@@ -80,5 +89,5 @@ def load_llm(spec: str, *, cache_dir: Path, seed: int = 0, max_new_tokens: int |
     if factory is None or not argument:
         raise _invalid(spec)
     options = _Options(cache_dir=cache_dir, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
-                       timeout_s=timeout_s, retries=retries, api_key=api_key)
+                       timeout_s=timeout_s, retries=retries, api_key=api_key, adapter=adapter)
     return factory(argument, options)

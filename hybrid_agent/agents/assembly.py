@@ -1,0 +1,68 @@
+"""One agent loop from the settings: what a worker runs for each task, and what
+evaluation and trace collection run, so that they measure the same thing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybrid_agent.agents.hybrid import Hybrid
+from hybrid_agent.agents.loop import AgentLoop, Approver, Limits, StepRecord
+from hybrid_agent.agents.sandbox import Sandbox, SandboxLimits, make_sandbox
+from hybrid_agent.agents.tools import ToolRunner
+from hybrid_agent.config import Settings
+from hybrid_agent.models.llm import load_llm
+from hybrid_agent.models.llm.base import LLM
+from hybrid_agent.models.tpc import load_tpc
+from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
+from hybrid_agent.policies.policy_file import Policy, load_policy
+
+
+@dataclass(frozen=True)
+class AgentParts:
+    """What every task's loop shares: loaded once per process."""
+
+    llm: LLM
+    sandbox: Sandbox
+    policy: Policy
+    classifier: CallClassifier | None
+
+    def describe(self) -> str:
+        return (f"{self.llm.name}, sandbox {self.sandbox.isolation}, policy {self.policy.version}"
+                f"{', classifier on' if self.classifier else ''}")
+
+
+def load_parts(settings: Settings, *, seed: int | None = None) -> AgentParts:
+    """The LLM, sandbox, policy and call classifier the settings name (slow: loads models)."""
+    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    llm = load_llm(settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed if seed is None else seed,
+                   max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
+                   timeout_s=settings.llm_timeout_s, retries=settings.llm_retries, api_key=api_key,
+                   adapter=settings.llm_adapter)
+    sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
+                           limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
+    classifier = load_tpc(settings.tpc_checkpoint) if settings.tpc else None
+    return AgentParts(llm=llm, sandbox=sandbox, policy=load_policy(settings.policy), classifier=classifier)
+
+
+def tool_runner(settings: Settings, *, workspace: Path, sandbox: Sandbox) -> ToolRunner:
+    return ToolRunner(workspace=workspace, sandbox=sandbox, timeout_s=settings.tool_timeout_s,
+                      max_output_chars=settings.max_output_chars, max_timeout_s=settings.tool_max_timeout_s,
+                      test_cmd=settings.test_cmd)
+
+
+def agent_limits(settings: Settings) -> Limits:
+    return Limits(max_steps=settings.max_steps, max_seconds=settings.max_seconds, k=settings.candidates,
+                  max_k=settings.max_candidates)
+
+
+def build_loop(settings: Settings, *, workspace: Path, llm: LLM, sandbox: Sandbox, policy: Policy, hybrid: Hybrid,
+               journal: Callable[[StepRecord], None], classifier: CallClassifier | None = None,
+               stopping: Callable[[], bool] = lambda: False, approver: Approver | None = None,
+               loop_class: type[AgentLoop] = AgentLoop) -> AgentLoop:
+    """The agent for one task in ``workspace``: tools confined to it, the policy scoped to it."""
+    engine = PolicyEngine(policy, scopes=[workspace], test_cmd=settings.test_cmd, classifier=classifier)
+    return loop_class(llm=llm, runner=tool_runner(settings, workspace=workspace, sandbox=sandbox), policy=engine,
+                      limits=agent_limits(settings), journal=journal, hybrid=hybrid, stopping=stopping,
+                      approver=approver)
