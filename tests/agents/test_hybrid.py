@@ -102,7 +102,7 @@ def test_more_hrm_segments_buy_more_candidates(tmp_path):
 
 def test_a_risky_hrm_sends_an_allowed_call_to_a_human(tmp_path):
     touch = call("shell", cmd="touch a")
-    exit_, steps, _ = run(tmp_path, [[touch]] * 4, Hybrid("full", FakeTrainedPlanner(risk=0.95), None))
+    exit_, steps, _ = run(tmp_path, [[touch]] * 4, Hybrid("full", FakeTrainedPlanner(risk=0.99), None))
     assert isinstance(exit_, NeedsApproval) and exit_.decision.rules == ("hrm-risk",)
     assert not (tmp_path / "a").exists()
 
