@@ -11,12 +11,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
 
 from hybrid_agent.config import ABLATIONS, Settings
+
+if TYPE_CHECKING:  # heavy imports only where a command needs them
+    from hybrid_agent.eval.harness import EvalOptions
+    from hybrid_agent.eval.run import PackSelection
 
 
 class CLIError(Exception):
@@ -349,7 +353,7 @@ def _swebench(args: argparse.Namespace, settings: Settings) -> None:
         raise CLIError(str(exc)) from exc
 
 
-def _pack_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _pack_options(args: argparse.Namespace) -> tuple[PackSelection, EvalOptions]:
     from hybrid_agent.eval.harness import EvalOptions
     from hybrid_agent.eval.packs import PackError
     from hybrid_agent.eval.run import PackSelection

@@ -73,8 +73,8 @@ class LabellingLoop(AgentLoop):
         self._state: dict[str, Any] = {}
         self._hrm_state: dict[str, Any] = {}
         self._pending: tuple[list[Label], list[tuple[dict[str, Any], Label]]] = ([], [])
-        journal = self.journal
-        self.journal = lambda record: (self._keep(record), journal(record))  # type: ignore[assignment]
+        self._journal_on = self.journal
+        self.journal = self._keep_and_journal
 
     def plan(self, state: AgentState, n: int) -> Plan:
         recent = [{"tool": r.tool, "ok": r.ok, "exit_code": r.exit_code, "error_class": r.error_class}
@@ -145,11 +145,13 @@ class LabellingLoop(AgentLoop):
     def _check(self, workspace: Path) -> bool:
         return run_script(self.check_script, workspace, timeout_s=CHECK_TIMEOUT_S).ok
 
-    def _keep(self, record: StepRecord) -> None:
+    def _keep_and_journal(self, record: StepRecord) -> None:
+        """Keep the step with its prompt, state views and labels, then journal it as usual."""
         labels, perturbed = self._pending
         self._pending = ([], [])
         self.trace_steps.append(TraceStep(record, self._messages, self._state, self._hrm_state,
                                           labels or [Label() for _ in record.candidates], perturbed))
+        self._journal_on(record)
 
 
 class CollectRun(EvalRun):
