@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit = command("submit", cmd_submit, "submit a task to a running API")
     submit.add_argument("goal", help="what to achieve, in plain language")
     submit.add_argument("--workspace", help="directory to work in (under an allowed root)")
+    submit.add_argument("--check", metavar="CMD",
+                        help="shell command run in the workspace after every change; a change it fails is rolled back")
     submit.add_argument("--wait", action="store_true", help="print the trace as it happens and wait for the end")
     submit.add_argument("--json", action="store_true", help="print the task as JSON")
     submit.add_argument("--url", help="API URL (default: from HA_API_HOST/HA_API_PORT)")
@@ -96,13 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--no-tpc", action="store_true", help="rules only, without the tool-policy classifier")
 
     bench = command("bench", cmd_bench, "run a benchmark and print its ratios")
-    bench.add_argument("which", choices=["bus", "step"],
+    bench.add_argument("which", choices=["bus", "step", "snapshot"],
                        help="bus: event -> router -> task -> consumer vs raw JetStream; "
-                            "step: the whole agent step at K=1 and K=4 vs raw generation of the same tokens")
+                            "step: the whole agent step at K=1 and K=4 vs raw generation of the same tokens; "
+                            "snapshot: our incremental snapshot vs cp -a vs git's incremental commit")
     bench.add_argument("--events", type=int, default=5000, help="bus: events to send")
     bench.add_argument("--database-url", help="bus: store for the benchmark (default: SQLite in a temp dir)")
     bench.add_argument("--steps", type=int, default=3, help="step: steps per goal")
     bench.add_argument("--ablation", choices=ABLATIONS, help="step: hybrid model parts to run (default: HA_ABLATION or full)")
+    bench.add_argument("--files", type=int, default=2000, help="snapshot: files in the tree (1%% of them change)")
+    bench.add_argument("--mb", type=float, default=50, help="snapshot: size of the tree in MB")
+
+    snapshot = command("snapshot", cmd_snapshot, "take, list or garbage-collect snapshots of scopes")
+    snapshot.add_argument("action", choices=["create", "list", "gc"],
+                          help="create: snapshot --scope (last line JSON with its id); list: newest first; "
+                               "gc: expire snapshots past HA_SNAPSHOT_RETENTION_DAYS and free their contents")
+    snapshot.add_argument("--scope", type=Path, help="create: the directory (below an allowed workspace root)")
+    snapshot.add_argument("--path", action="append", metavar="REL",
+                          help="create: only this path below --scope (repeatable; default: all of it)")
+    snapshot.add_argument("--task", help="list: only this task's snapshots")
+    snapshot.add_argument("--limit", type=int, default=50, help="list: at most this many")
+    snapshot.add_argument("--json", action="store_true", help="list: as a JSON array")
+    rollback = command("rollback", cmd_rollback, "restore a snapshot's scope byte for byte and print what changed")
+    rollback.add_argument("snapshot_id", help="a snapshot id (hybrid-agent snapshot list)")
+    rollback.add_argument("--json", action="store_true", help="print the journaled restore as JSON")
 
     evaluate = command("eval", cmd_eval, "run a task pack through the agent loop and print success by family")
     _pack_arguments(evaluate, pack_required=False)
@@ -226,7 +245,8 @@ def _request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     workspace = str(Path(args.workspace).expanduser().absolute()) if args.workspace else None
     with _client(args, settings) as client:
-        created = _request(client, "POST", "/api/tasks", json={"goal": args.goal, "workspace": workspace})
+        created = _request(client, "POST", "/api/tasks", json={"goal": args.goal, "workspace": workspace,
+                                                              "check": args.check})
         if not args.wait:
             print(json.dumps(created) if args.json else f"task {created['id']} {created['status']}")
             return 0
@@ -271,6 +291,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
     if args.which == "step":
         _bench_step(args, settings)
         return
+    if args.which == "snapshot":
+        _bench_snapshot(args, settings)
+        return
     from hybrid_agent.eval.bus_bench import run_bus_benchmark
 
     result = asyncio.run(run_bus_benchmark(events=args.events, database_url=args.database_url))
@@ -288,6 +311,19 @@ def _bench_step(args: argparse.Namespace, settings: Settings) -> None:
     except (ValueError, LLMError) as exc:
         raise CLIError(str(exc)) from exc
     result = run_step_benchmark(llm, settings, steps=args.steps)
+    print(table(result))
+    print(json.dumps(result.summary))
+
+
+def _bench_snapshot(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.eval.snapshot_bench import SnapshotBenchError, run_snapshot_benchmark, table
+
+    if args.files < 1 or args.mb <= 0:
+        raise CLIError("--files must be at least 1 and --mb above 0")
+    try:
+        result = run_snapshot_benchmark(files=args.files, total_mb=args.mb)
+    except SnapshotBenchError as exc:
+        raise CLIError(str(exc)) from exc
     print(table(result))
     print(json.dumps(result.summary))
 
@@ -317,6 +353,117 @@ def cmd_policy_check(args: argparse.Namespace, settings: Settings) -> int:
                         "rules": ["schema"], "policy_version": policy.version}
         print(json.dumps(decision), flush=True)
     return 0
+
+
+def _with_store(settings: Settings, work):  # type: ignore[no-untyped-def]
+    """Run ``work(sessions)`` against the settings' database (migrated first)."""
+    from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
+
+    async def run():  # type: ignore[no-untyped-def]
+        engine = make_engine(settings.database)
+        try:
+            return await work(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    migrate(settings.database)
+    return asyncio.run(run())
+
+
+def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.rollback import journal, operations
+    from hybrid_agent.rollback.errors import RollbackError
+    from hybrid_agent.rollback.snapshots import SnapshotStore
+    from hybrid_agent.store import queries
+
+    store = SnapshotStore(settings.rollback_dir)
+    if args.action == "create":
+        scope = _snapshot_scope(args.scope, settings)
+
+        async def create(sessions):  # type: ignore[no-untyped-def]
+            snap = await asyncio.to_thread(store.create, scope, paths=args.path)
+            async with sessions.begin() as session:
+                await journal.save(session, snap)
+            return snap
+
+        try:
+            snap = _with_store(settings, create)
+        except RollbackError as exc:
+            raise CLIError(f"--path: {exc}") from exc
+        print(f"snapshot {snap.id} of {snap.scope}: {snap.entries} entries, {snap.files_read} files read, "
+              f"{snap.bytes_stored} bytes stored in {snap.duration_s:.3f}s")
+        print(json.dumps({"id": snap.id, "scope": snap.scope, "entries": snap.entries, "files_read": snap.files_read,
+                          "bytes_stored": snap.bytes_stored, "duration_s": snap.duration_s}))
+    elif args.action == "list":
+        async def listed(sessions):  # type: ignore[no-untyped-def]
+            async with sessions() as session:
+                return await queries.list_snapshots(session, task_id=args.task, limit=args.limit)
+
+        _print_snapshots(_with_store(settings, listed), as_json=args.json)
+    else:
+        expired, report = _with_store(settings, lambda sessions: operations.collect_garbage(
+            sessions, store, retention_days=settings.snapshot_retention_days))
+        print(json.dumps({"expired_snapshots": expired, "objects_removed": report.objects_removed,
+                          "bytes_freed": report.bytes_freed, "objects_kept": report.objects_kept}))
+
+
+def _snapshot_scope(scope: Path | None, settings: Settings) -> Path:
+    from hybrid_agent.agents.workspace import WorkspaceNotAllowed, check_workspace
+
+    if scope is None:
+        raise CLIError("snapshot create needs --scope DIR")
+    try:
+        path = check_workspace(str(scope), roots=settings.allowed_roots)
+    except WorkspaceNotAllowed as exc:
+        raise CLIError(f"--scope: {exc} (set HA_WORKSPACE_ROOTS to allow others)") from exc
+    if not path.is_dir():
+        raise CLIError(f"--scope {scope}: no such directory")
+    return path
+
+
+def _print_snapshots(rows: list[Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"id": r.id, "task_id": r.task_id, "step": r.step, "scope": r.scope, "entries": r.entries,
+                           "created_at": r.created_at.isoformat(), "expired": r.expired_at is not None} for r in rows]))
+        return
+    print(f"{'id':<26} {'task':<34} {'step':>4} {'entries':>7}  {'created (UTC)':<19}  scope")
+    for r in rows:
+        mark = " (expired)" if r.expired_at else ""
+        print(f"{r.id:<26} {r.task_id or '-':<34} {r.step if r.step is not None else '-':>4} {r.entries:>7}  "
+              f"{r.created_at:%Y-%m-%d %H:%M:%S}  {r.scope}{mark}")
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from hybrid_agent.agents.assembly import sandboxed_commands
+    from hybrid_agent.rollback.errors import ScopeBusy, SnapshotMissing
+    from hybrid_agent.rollback.operations import roll_back_on_demand
+    from hybrid_agent.rollback.snapshots import SnapshotStore
+    from hybrid_agent.store import queries
+
+    async def work(sessions):  # type: ignore[no-untyped-def]
+        async with sessions() as session:
+            row = await queries.get_snapshot(session, snapshot_id=args.snapshot_id)
+        if row is None:
+            raise CLIError(f"no snapshot {args.snapshot_id!r} (hybrid-agent snapshot list)")
+        return await roll_back_on_demand(sessions, SnapshotStore(settings.rollback_dir), snapshot_id=row.id,
+                                         requested_by=f"cli:{getpass.getuser()}",
+                                         run=sandboxed_commands(settings, Path(row.scope)))
+
+    try:
+        restore = _with_store(settings, work)
+    except (ScopeBusy, SnapshotMissing) as exc:
+        raise CLIError(str(exc)) from exc
+    if args.json:
+        print(json.dumps({"snapshot_id": restore.snapshot_id, "ok": restore.ok, "report": restore.report,
+                          "error": restore.error}))
+    else:
+        print(restore.describe())
+        for kind, paths in ((restore.report or {}).get("paths") or {}).items():
+            for path in paths:
+                print(f"  {kind:<9} {path}")
+    return 0 if restore.ok else 1
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> None:

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     candidates: int = Field(default=1, ge=1, le=16, description="LLM candidates per step (K)")
     seed: int = 0
 
+    snapshot_retention_days: float = Field(default=7.0, gt=0, description="snapshots older than this may be "
+                                           "garbage-collected (hybrid-agent snapshot gc)")
+    rollback_failed_tasks: bool = Field(default=True, description="undo a failed or cancelled task's changes")
+
     ack_wait_s: float = Field(default=60.0, gt=0, description="JetStream ack wait before redelivery")
     max_deliver: int = Field(default=3, ge=1, description="deliveries before a task goes to dead letter")
     nak_delay_s: float = Field(default=2.0, ge=0, description="redelivery delay after a transient error")
@@ -96,6 +100,11 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return (self.model_cache or self.data_dir / "models").expanduser()
+
+    @property
+    def rollback_dir(self) -> Path:
+        """Snapshot contents, manifests and scope leases."""
+        return self.data_dir / "rollback"
 
     @property
     def admin_token_file(self) -> Path:

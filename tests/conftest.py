@@ -90,3 +90,19 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
     connected = await Bus.connect(nats_url)
     yield connected
     await connected.close()
+
+
+@pytest.fixture
+def make_worker(settings, bus, sessions):
+    """A worker on the test's bus and store, the LLM given, commands under the rlimit sandbox."""
+    from hybrid_agent.agents.sandbox import make_sandbox
+    from hybrid_agent.agents.worker import Worker
+
+    def make(llm, **overrides) -> Worker:
+        # The LLM alone unless a test asks: the scripted fake answers a known number of
+        # proposals, and these tests are about the worker, not the hybrid's parts (which
+        # would also load the sentence encoder in every test).
+        configured = settings.model_copy(update={"experts": ["code_edit"], "ablation": "llm_only", **overrides})
+        return Worker(settings=configured, bus=bus, sessions=sessions, llm=llm,
+                      sandbox=make_sandbox("rlimit", max_output_chars=1000))
+    return make

@@ -17,6 +17,9 @@ from hybrid_agent.models.llm.base import LLM
 from hybrid_agent.models.tpc import load_tpc
 from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
 from hybrid_agent.policies.policy_file import Policy, load_policy
+from hybrid_agent.policies.tool_schema import ToolCall
+from hybrid_agent.rollback.snapshots import SnapshotStore
+from hybrid_agent.rollback.task import CommandRunner, RollbackRecord, TaskRollback
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,50 @@ def agent_limits(settings: Settings) -> Limits:
                   max_k=settings.max_candidates)
 
 
+def command_runner(runner: ToolRunner) -> CommandRunner:
+    """Shell commands (compensations, a task's check) through a runner's sandbox."""
+    def run(cmd: str) -> tuple[bool, str]:
+        observation = runner.run(ToolCall(tool="shell", args={"cmd": cmd}))
+        return observation.ok, observation.render()
+    return run
+
+
+def sandboxed_commands(settings: Settings, workspace: Path) -> CommandRunner:
+    """Compensations run outside a task (a rollback asked for by the CLI or the API), in
+    the sandbox the settings name; made on first use, as most rollbacks have none."""
+    made: list[CommandRunner] = []
+
+    def run(cmd: str) -> tuple[bool, str]:
+        if not made:
+            sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
+                                   limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
+            made.append(command_runner(tool_runner(settings, workspace=workspace, sandbox=sandbox)))
+        return made[0](cmd)
+    return run
+
+
+@dataclass(frozen=True)
+class Undo:
+    """Where a task's snapshots go and how they are journaled; ``check_cmd`` (optional) must
+    pass after every change, else the change is undone."""
+
+    store: SnapshotStore
+    journal: Callable[[RollbackRecord], None]
+    task_id: str | None = None
+    check_cmd: str | None = None
+
+
 def build_loop(settings: Settings, *, workspace: Path, llm: LLM, sandbox: Sandbox, policy: Policy, hybrid: Hybrid,
                journal: Callable[[StepRecord], None], classifier: CallClassifier | None = None,
                stopping: Callable[[], bool] = lambda: False, approver: Approver | None = None,
+               undo: Undo | None = None, cancelled: Callable[[], bool] = lambda: False,
                loop_class: type[AgentLoop] = AgentLoop) -> AgentLoop:
-    """The agent for one task in ``workspace``: tools confined to it, the policy scoped to it."""
+    """The agent for one task in ``workspace``: tools confined to it, the policy scoped to
+    it, and with ``undo``, a snapshot before each change that a failure rolls back to."""
     engine = PolicyEngine(policy, scopes=[workspace], test_cmd=settings.test_cmd, classifier=classifier)
-    return loop_class(llm=llm, runner=tool_runner(settings, workspace=workspace, sandbox=sandbox), policy=engine,
-                      limits=agent_limits(settings), journal=journal, hybrid=hybrid, stopping=stopping,
-                      approver=approver)
+    runner = tool_runner(settings, workspace=workspace, sandbox=sandbox)
+    rollback = None if undo is None else TaskRollback(undo.store, scope=workspace, task_id=undo.task_id,
+                                                      journal=undo.journal, run=command_runner(runner))
+    return loop_class(llm=llm, runner=runner, policy=engine, limits=agent_limits(settings), journal=journal,
+                      hybrid=hybrid, stopping=stopping, approver=approver, rollback=rollback,
+                      check_cmd=undo.check_cmd if undo else None, cancelled=cancelled)

@@ -29,7 +29,12 @@ from hybrid_agent.models.hrm.state import RecentStep, StepState
 from hybrid_agent.models.llm.base import LLM, Candidate, LLMError
 from hybrid_agent.policies.engine import Decision, ModelRisk, PolicyEngine
 from hybrid_agent.policies.preflight import preflight
+from hybrid_agent.policies.shell import ShellParseError, parse
 from hybrid_agent.policies.tool_schema import STATE_CHANGING, TOOL_ARGS, InvalidToolCall, ToolCall, call_schema, validate_call
+from hybrid_agent.rollback.compensations import undo_commands
+from hybrid_agent.rollback.errors import RollbackError
+from hybrid_agent.rollback.snapshots import Snapshot
+from hybrid_agent.rollback.task import TaskRollback
 
 RESAMPLE_K = 4
 TRIALS = 16                 # code edits tried against the tests in scratch copies, per step
@@ -37,6 +42,9 @@ TRIAL_TOOLS = frozenset({"edit", "write_file"})
 LOOK_OR_FINISH = frozenset({"finish", "read_file", "list_dir"})
 RECENT_STEPS = 4            # steps of history the HRM's state holds
 TOOL_PRIOR_FLOOR = 0.02     # a trained HRM's tool prior below this drops the tool from the grammar
+# A failing state-changing call is undone, except a test run: its failure is the tests'
+# verdict on the code, not a half-done change.
+UNDONE_WHEN_FAILED = STATE_CHANGING - {"run_tests"}
 
 
 Approver = Callable[[ToolCall, Decision], bool]   # True: a human approved the held call
@@ -73,6 +81,12 @@ class NeedsApproval(AgentExit):
         super().__init__(summary)
         self.call = call
         self.decision = decision
+
+
+class Cancelled(AgentExit):
+    """A person cancelled the task: it stops before its next step."""
+
+    status = "cancelled"
 
 
 class Interrupted(AgentExit):
@@ -142,6 +156,8 @@ class StepRecord:
     timings: dict[str, float]
     started_at: datetime
     duration_s: float
+    snapshot_id: str | None = None          # the workspace before the step's action
+    rollback: dict[str, Any] | None = None  # the action was undone: why, and what changed back
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,8 +205,12 @@ class AgentLoop:
     def __init__(self, *, llm: LLM, runner: ToolRunner, policy: PolicyEngine, limits: Limits,
                  journal: Callable[[StepRecord], None], hybrid: Hybrid = LLM_ONLY,
                  clock: Callable[[], float] = time.monotonic, stopping: Callable[[], bool] = lambda: False,
-                 approver: Approver | None = None) -> None:
+                 approver: Approver | None = None, rollback: TaskRollback | None = None,
+                 check_cmd: str | None = None, cancelled: Callable[[], bool] = lambda: False) -> None:
+        self.cancelled = cancelled
         self.llm = llm
+        self.rollback = rollback
+        self.check_cmd = check_cmd
         self.approver = approver
         self.policy = policy
         self.hybrid = hybrid
@@ -214,6 +234,8 @@ class AgentLoop:
                 return exit_
 
     def check_limits(self, n: int, started: float) -> None:
+        if self.cancelled():
+            raise Cancelled(f"cancelled before step {n}")
         if self.stopping():
             raise Interrupted(f"worker stopping; handed back before step {n}")
         if n > self.limits.max_steps:
@@ -239,14 +261,20 @@ class AgentLoop:
         decision, chosen = self.gate(chosen, scored)
         decision = self.ask_approver(decision, chosen)
         t1 = self.clock()
-        observation = self.act(decision, chosen, scored)
+        try:
+            snapshot = self.snapshot(decision, chosen, n)
+            observation = self.act(decision, chosen, scored)
+        except RollbackError as exc:   # no snapshot, no change: the call does not run
+            snapshot, observation = None, Observation(ok=False, output=f"not run: {exc}")
+        observation, undone = self.keep_or_undo(chosen, snapshot, observation)
         timings["act_s"] = self.clock() - t1
         record = StepRecord(n=n, tool_call=chosen.call.model_dump() if chosen and chosen.call else None,
                             decision=decision, policy=chosen.policy.as_dict() if chosen and chosen.policy else None,
                             model=plan.model, observation=observation.render(), ok=observation.ok,
                             candidates=[s.record() for s in scored], prompt_tokens=prompt_tokens,
                             timings={k: round(v, 4) for k, v in timings.items()}, started_at=started_at,
-                            duration_s=round(self.clock() - t0, 4))
+                            duration_s=round(self.clock() - t0, 4), snapshot_id=snapshot.id if snapshot else None,
+                            rollback=undone)
         self.journal(record)
         self.verify(chosen, observation, state, record, scored)
         return record
@@ -372,7 +400,8 @@ class AgentLoop:
             assert s.call is not None
             with tempfile.TemporaryDirectory(prefix="trial-") as scratch:
                 copy = Path(scratch) / "ws"
-                shutil.copytree(state.workspace, copy, symlinks=True)
+                # Without bytecode caches: one compiled in the same second as a same-size edit passes for fresh.
+                shutil.copytree(state.workspace, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
                 runner = self.runner.for_workspace(copy)
                 s.trial = runner.run(s.call).ok and runner.run(ToolCall(tool="run_tests", args={})).ok
             if s.trial:
@@ -426,6 +455,58 @@ class AgentLoop:
             reasons = sorted({s.error or "" for s in scored})
             return Observation(ok=False, output=f"no usable call: {'; '.join(reasons)}")
         return self.runner.run(chosen.call)
+
+    def snapshot(self, decision: str, chosen: Scored | None, n: int) -> Snapshot | None:
+        """The workspace as it was, taken (and journaled) just before a state-changing call runs."""
+        if (self.rollback is None or decision not in ("allow", "approved") or chosen is None or chosen.call is None
+                or chosen.call.tool not in STATE_CHANGING):
+            return None
+        return self.rollback.before(n)
+
+    def keep_or_undo(self, chosen: Scored | None, snapshot: Snapshot | None,
+                     observation: Observation) -> tuple[Observation, dict[str, Any] | None]:
+        """A state-changing call that failed, or after which the task's check fails, is
+        undone: the workspace goes back to its snapshot, and the model reads that it was.
+        One that succeeded registers the undo of its effects outside files."""
+        if snapshot is None or chosen is None or chosen.call is None or self.rollback is None:
+            return observation, None
+        call = chosen.call
+        if observation.ok:
+            self.register_compensations(call, snapshot)
+            failed_check = self.run_check()
+            if failed_check is None:
+                return observation, None
+            reason, observation = "check_failed", replace(
+                observation, ok=False, output=f"{observation.output}\ncheck failed after this call: {failed_check}")
+        elif call.tool in UNDONE_WHEN_FAILED:
+            reason = "action_failed"
+        else:
+            return observation, None
+        restore = self.rollback.undo(snapshot, reason=reason)
+        note = "undone: the workspace is as it was before this call" if restore.ok else restore.describe()
+        undone = {"reason": reason, "ok": restore.ok, "summary": restore.describe()}
+        return replace(observation, output=f"{observation.output}\n({note})"), undone
+
+    def register_compensations(self, call: ToolCall, snapshot: Snapshot) -> None:
+        """A shell call's commands with a known inverse (a service started, a user added)
+        register it, so that a rollback can undo what no snapshot holds."""
+        if self.rollback is None or call.tool != "shell":
+            return
+        try:
+            commands = parse(call.args["cmd"])
+        except ShellParseError:
+            return
+        undos = undo_commands([(c.argv, "sudo" in c.via) for c in commands])
+        if undos:
+            self.rollback.register(snapshot, undos, undoes=call.args["cmd"])
+
+    def run_check(self) -> str | None:
+        """The task's check after a change: None when it passes (or there is none), else
+        what it printed."""
+        if not self.check_cmd:
+            return None
+        result = self.runner.run(ToolCall(tool="shell", args={"cmd": self.check_cmd}))
+        return None if result.ok else result.render()[-1000:]
 
     @staticmethod
     def verify(chosen: Scored | None, observation: Observation, state: AgentState, record: StepRecord,

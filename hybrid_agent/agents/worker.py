@@ -5,6 +5,7 @@ did not), and dead-lettered after ``max_deliver`` deliveries."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.agents.experts import Playbook, make_experts
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
-from hybrid_agent.agents.assembly import build_loop
-from hybrid_agent.agents.loop import AgentLoop, Interrupted, NeedsApproval, StepRecord
+from hybrid_agent.agents.assembly import Undo, build_loop, command_runner, tool_runner
+from hybrid_agent.agents.loop import AgentExit, AgentLoop, Cancelled, Interrupted, NeedsApproval, StepRecord
 from hybrid_agent.agents.sandbox import Sandbox
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, resolve_workspace
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
@@ -25,14 +26,22 @@ from hybrid_agent.bus.consumer import fetch_batches, with_heartbeat
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm.base import LLM
-from hybrid_agent.policies.engine import CallClassifier
+from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
 from hybrid_agent.policies.policy_file import Policy, load_policy
+from hybrid_agent.rollback import journal as rollback_journal
+from hybrid_agent.rollback.errors import RollbackError, ScopeBusy
+from hybrid_agent.rollback.leases import ScopeLease
+from hybrid_agent.rollback.operations import collect_garbage, interrupted_snapshot, roll_back_snapshot, undo_task
+from hybrid_agent.rollback.snapshots import SnapshotStore
+from hybrid_agent.rollback.task import CommandRunner, Restore, RollbackRecord
 from hybrid_agent.store import queries
 
 log = logging.getLogger(__name__)
 
 
 PLAYBOOK_STEPS = 2000   # the newest succeeded steps the playbook expert recalls from
+LEASE_POLL_S = 1.0      # how often a task waiting for its workspace's lease tries again
+GC_INTERVAL_S = 86400.0  # snapshots past retention are collected when a worker starts, then daily
 
 @dataclass(frozen=True)
 class Delivery:
@@ -52,6 +61,8 @@ class Worker:
         self.sessions = sessions
         self.llm = llm
         self.sandbox = sandbox
+        self.snapshots = SnapshotStore(settings.rollback_dir)
+        self.cancel_requests: set[str] = set()   # tasks a person cancelled while they ran
         self.limits = ConsumerLimits(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
         self.stop = asyncio.Event()
 
@@ -59,10 +70,24 @@ class Worker:
         self.stop = stop
         if self.hybrid is None:
             self.hybrid = await self._load_hybrid()
+        await self.bus.on_cancel(self.cancel_requests.add)
+        collector = asyncio.create_task(self._collect_garbage(stop))
         subscription = await self.bus.worker_subscription(self.limits)
-        async for messages in fetch_batches(subscription, batch=1, stop=stop):
-            for msg in messages:
-                await self.handle(msg)
+        try:
+            async for messages in fetch_batches(subscription, batch=1, stop=stop):
+                for msg in messages:
+                    await self.handle(msg)
+        finally:
+            collector.cancel()
+
+    async def _collect_garbage(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await collect_garbage(self.sessions, self.snapshots, retention_days=self.settings.snapshot_retention_days)
+            except Exception:   # the store is down or the disk refuses: the tasks go on, the next round retries
+                log.exception("collecting snapshot contents failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=GC_INTERVAL_S)
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -90,7 +115,9 @@ class Worker:
         async with self.sessions() as session:
             task = await queries.get_task(session, task_id=message.task_id)
             if task is not None and task.status not in queries.NOT_RUNNABLE:
-                goal, requested = task.goal, task.workspace
+                goal, requested, check_cmd = task.goal, task.workspace, task.check_cmd
+                if task.cancel_requested_at is not None:   # asked while another worker ran it
+                    self.cancel_requests.add(task.id)
                 done_steps = len(await queries.get_steps(session, task_id=task.id))
         if task is None or task.status in queries.NOT_RUNNABLE:
             await self._journal("task.duplicate_delivery", message.task_id,
@@ -101,6 +128,22 @@ class Worker:
         except WorkspaceNotAllowed as exc:
             await self._finish(message.task_id, "failed", None, str(exc))
             return True
+        refused = self._refused_check(check_cmd, workspace)
+        if refused:
+            await self._finish(message.task_id, "failed", None, refused)
+            return True
+        lease = await self._lease(message.task_id, workspace)
+        if lease is None:
+            await self._finish(message.task_id, "failed", None, f"workspace {workspace} stayed busy for "
+                               f"{self.settings.max_seconds:.0f}s (another task holds it)")
+            return True
+        try:
+            return await self._run_leased(message, delivery, goal, workspace, check_cmd, done_steps)
+        finally:
+            lease.release()
+
+    async def _run_leased(self, message: TaskMessage, delivery: Delivery, goal: str, workspace: Path,
+                          check_cmd: str | None, done_steps: int) -> bool:
         async with self.sessions.begin() as session:
             # start_task re-checks under a row lock: the task may have ended since the read.
             if await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.isolation,
@@ -110,35 +153,121 @@ class Worker:
                 "stream": "TASKS", "seq": delivery.stream_seq, "deliveries": delivery.count,
                 "isolation": self.sandbox.isolation, "policy": self.policy.version, "llm": self.llm.name,
                 **self.hybrid.record()})
-        exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace).run, goal, workspace,
-                                        resume_from=done_steps)
+        cannot_resume = await self._undo_interrupted_step(message.task_id, done_steps)
+        if cannot_resume:   # resuming on a half-done action would build on it
+            await self._finish(message.task_id, "failed", None, f"cannot resume: {cannot_resume}")
+            return True
+        if message.task_id in self.cancel_requests:
+            exit_: AgentExit = Cancelled("cancelled before it resumed")
+        else:
+            exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace, check_cmd).run, goal, workspace,
+                                            resume_from=done_steps)
         if isinstance(exit_, Interrupted):
             await self._hand_back(message.task_id, exit_.summary)
             return False
         if isinstance(exit_, NeedsApproval):
             await self._await_approval(message.task_id, exit_)
             return True
-        result = {"summary": exit_.summary, "success": exit_.success}
-        await self._finish(message.task_id, exit_.status, result, None if exit_.success else exit_.summary)
+        await self._end(message.task_id, workspace, exit_)
         return True
 
-    def _agent(self, task_id: str, workspace: Path) -> AgentLoop:
+    async def _end(self, task_id: str, workspace: Path, exit_: AgentExit) -> None:
+        """The task's final record. A failed or cancelled task's changes are undone first:
+        a failed one then ends ``rolled_back``, a cancelled one stays ``cancelled``, and
+        its result says what the rollback did."""
+        result: dict = {"summary": exit_.summary, "success": exit_.success}
+        status = exit_.status
+        if status in ("failed", "cancelled") and self.settings.rollback_failed_tasks:
+            try:
+                restore = await self._undo_task(task_id, workspace, reason=f"task_{status}")
+            except RollbackError as exc:   # e.g. its snapshot expired: the task ends as it is, and says so
+                result["rollback"] = {"ok": False, "summary": str(exc)}
+                restore = None
+            if restore is not None:
+                result["rollback"] = {"snapshot": restore.snapshot_id, "ok": restore.ok, "summary": restore.describe()}
+                if status == "failed" and restore.ok:
+                    status = "rolled_back"
+        await self._finish(task_id, status, result, None if exit_.success else exit_.summary)
+        self.cancel_requests.discard(task_id)
+
+    def _agent(self, task_id: str, workspace: Path, check_cmd: str | None) -> AgentLoop:
         loop = asyncio.get_running_loop()
 
         def journal(record: StepRecord) -> None:
             # Called from the agent's thread: the step is stored before the next one starts.
             asyncio.run_coroutine_threadsafe(self._save_step(task_id, record), loop).result(timeout=60)
 
+        def journal_rollback(record: RollbackRecord) -> None:
+            # A snapshot is stored before its action runs: a worker that dies mid-action leaves it behind.
+            asyncio.run_coroutine_threadsafe(self._save_rollback(record), loop).result(timeout=60)
+
         assert self.hybrid is not None
+        undo = Undo(self.snapshots, journal_rollback, task_id=task_id, check_cmd=check_cmd)
         return build_loop(self.settings, workspace=workspace, llm=self.llm, sandbox=self.sandbox, policy=self.policy,
-                          hybrid=self.hybrid, journal=journal, classifier=self.classifier, stopping=self.stop.is_set)
+                          hybrid=self.hybrid, journal=journal, classifier=self.classifier, stopping=self.stop.is_set,
+                          undo=undo, cancelled=lambda: task_id in self.cancel_requests)
+
+    def _refused_check(self, check_cmd: str | None, workspace: Path) -> str | None:
+        """A task's check runs after every change without a human: the policy must allow it outright."""
+        if not check_cmd:
+            return None
+        engine = PolicyEngine(self.policy, scopes=[workspace], test_cmd=self.settings.test_cmd)
+        decision = engine.check({"tool": "shell", "args": {"cmd": check_cmd}})
+        if decision.decision == "allow":
+            return None
+        return f"the task's check command is not allowed to run unattended ({decision.decision}: {decision.reasons[0]})"
+
+    async def _lease(self, task_id: str, workspace: Path) -> ScopeLease | None:
+        """The workspace's lease, waited for while another task (or a rollback) holds it, up
+        to the task's time budget; the message's heartbeat keeps it ours meanwhile."""
+        lease = self.snapshots.lease(workspace, holder=f"task {task_id}")
+        deadline = asyncio.get_running_loop().time() + self.settings.max_seconds
+        waiting = False
+        while True:
+            try:
+                return lease.acquire()
+            except ScopeBusy as exc:
+                if not waiting:
+                    await self._journal("task.waiting_for_workspace", task_id, {"reason": str(exc)})
+                    waiting = True
+            if asyncio.get_running_loop().time() > deadline:
+                return None
+            await asyncio.sleep(LEASE_POLL_S)
+
+    async def _undo_interrupted_step(self, task_id: str, done_steps: int) -> str | None:
+        """A redelivered task whose last worker died mid-action: the workspace goes back to
+        the snapshot taken before that action, then the task resumes. Returns why it
+        cannot, if the rollback failed."""
+        snapshot = await interrupted_snapshot(self.sessions, task_id=task_id, done_steps=done_steps)
+        if snapshot is None:
+            return None
+        try:
+            restore = await roll_back_snapshot(self.sessions, self.snapshots, snapshot_id=snapshot.id,
+                                               reason="redelivery", run=self._command_runner(Path(snapshot.scope)),
+                                               lease_held=True)
+        except RollbackError as exc:
+            return str(exc)
+        return None if restore.ok else restore.describe()
+
+    async def _undo_task(self, task_id: str, workspace: Path, *, reason: str) -> Restore | None:
+        return await undo_task(self.sessions, self.snapshots, task_id=task_id, reason=reason,
+                               run=self._command_runner(workspace), lease_held=True)
+
+    def _command_runner(self, workspace: Path) -> CommandRunner:
+        return command_runner(tool_runner(self.settings, workspace=workspace, sandbox=self.sandbox))
+
+    async def _save_rollback(self, record: RollbackRecord) -> None:
+        async with self.sessions.begin() as session:
+            await rollback_journal.save(session, record)
 
     async def _load_hybrid(self) -> Hybrid:
         """The ablation's parts; the playbook expert indexes the steps of tasks that
         succeeded so far (a restarted worker sees the newer ones)."""
         settings = self.settings
+        if settings.ablation == "llm_only":   # the LLM alone: no experts to build
+            return await asyncio.to_thread(load_hybrid, settings.ablation)
         playbook = None
-        if "playbook" in settings.experts and settings.ablation != "llm_only":
+        if "playbook" in settings.experts:
             async with self.sessions() as session:
                 rows = await queries.succeeded_steps(session, limit=PLAYBOOK_STEPS)
             playbook = await asyncio.to_thread(Playbook.from_rows, rows)

@@ -13,11 +13,20 @@ class TaskCreate(BaseModel):
     goal: str = Field(min_length=1, max_length=4000, description="what to achieve, in plain language")
     workspace: str | None = Field(default=None, max_length=4096,
                                   description="directory to work in; must lie under an allowed root")
+    check: str | None = Field(default=None, min_length=1, max_length=2000,
+                              description="shell command run in the workspace after every change; when it "
+                                          "fails, the change is rolled back")
 
 
 class TaskCreated(BaseModel):
     id: str
     status: str
+
+
+class TaskCancelled(BaseModel):
+    id: str
+    status: str = Field(description="cancelled; or running, until its worker stops it before its next step")
+    rollback: dict[str, Any] | None = Field(default=None, description="what undoing its changes did, if any")
 
 
 class StepOut(BaseModel):
@@ -34,6 +43,8 @@ class StepOut(BaseModel):
     timings: dict[str, float]
     started_at: datetime
     duration_s: float
+    snapshot_id: str | None = None
+    rollback: dict[str, Any] | None = None
 
 
 class JournalOut(BaseModel):
@@ -55,6 +66,7 @@ class TaskSummary(BaseModel):
     deliveries: int
     result: dict[str, Any] | None
     error: str | None
+    check_cmd: str | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -67,3 +79,30 @@ class TaskOut(TaskSummary):
 
 class ErrorOut(BaseModel):
     detail: Any
+
+
+class SnapshotOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    task_id: str | None
+    step: int | None
+    scope: str
+    entries: int
+    files_read: int
+    bytes_stored: int
+    duration_s: float
+    created_at: datetime
+    expired_at: datetime | None
+
+
+class RestoreOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    snapshot_id: str
+    task_id: str | None
+    reason: str
+    requested_by: str | None
+    ok: bool
+    report: dict[str, Any] | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime

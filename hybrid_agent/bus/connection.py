@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, PubAck, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -103,6 +104,18 @@ class Bus:
     async def publish_trace(self, task_id: str, payload: bytes) -> None:
         """Live step traces are ephemeral (core NATS); the store keeps the journal."""
         await self.nc.publish(subjects.trace_subject(task_id), payload)
+
+    async def publish_cancel(self, task_id: str) -> None:
+        """Ask the worker running ``task_id`` to stop it. Core NATS: a worker that misses it
+        (not running the task yet, or restarted) reads the request from the task's row."""
+        await self.nc.publish(subjects.cancel_subject(task_id), b"")
+        await self.nc.flush(timeout=5)
+
+    async def on_cancel(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(task_id)`` for every cancel request published from now on."""
+        async def handle(msg: Msg) -> None:
+            callback(msg.subject.rsplit(".", 1)[-1])
+        await self.nc.subscribe(subjects.CANCEL_ALL, cb=handle)
 
     async def router_subscription(self) -> JetStreamContext.PullSubscription:
         config = ConsumerConfig(durable_name=subjects.ROUTER_DURABLE, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0,

@@ -24,5 +24,12 @@ def dead_task_subject(queue: str) -> str:
     return f"ha.dead.tasks.{queue}"
 
 
+CANCEL_ALL = "ha.control.cancel.*"
+
+
+def cancel_subject(task_id: str) -> str:
+    return f"ha.control.cancel.{task_id}"
+
+
 def trace_subject(task_id: str) -> str:
     return f"ha.traces.{task_id}"

@@ -21,13 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hybrid_agent.agents.assembly import AgentParts, build_loop
+from hybrid_agent.agents.assembly import AgentParts, Undo, build_loop
 from hybrid_agent.agents.hybrid import Hybrid
 from hybrid_agent.agents.loop import AgentExit, AgentLoop, StepRecord
 from hybrid_agent.config import Settings
 from hybrid_agent.eval.packs import Task, run_script
 from hybrid_agent.policies.engine import Decision
 from hybrid_agent.policies.tool_schema import ToolCall
+from hybrid_agent.rollback.snapshots import SnapshotStore
 
 Approve = Literal["all", "none"]
 SETUP_TIMEOUT_S = 60
@@ -106,6 +107,8 @@ class EvalRun:
         self.loop_class = loop_class
         self.canaries = Canaries(self.root / "canary")
         self.canaries.plant()
+        # Tasks run as the workers run them: a snapshot before each change, a failed one undone.
+        self.snapshots = SnapshotStore(self.root / "rollback")
 
     def run_task(self, task: Task, index: int = 0) -> tuple[TaskResult, list[StepRecord]]:
         workspace = self.root / "workspaces" / task.id
@@ -130,7 +133,8 @@ class EvalRun:
         settings = self.settings.model_copy(update={"max_seconds": min(self.settings.max_seconds, task.timeout_s)})
         return build_loop(settings, workspace=workspace, llm=self.parts.llm, sandbox=self.parts.sandbox,
                           policy=self.parts.policy, hybrid=self.hybrid, journal=records.append,
-                          classifier=self.parts.classifier, approver=self.approver, loop_class=self.loop_class)
+                          classifier=self.parts.classifier, approver=self.approver, loop_class=self.loop_class,
+                          undo=Undo(self.snapshots, journal=lambda record: None, task_id=task.id))
 
     def approver(self, call: ToolCall, decision: Decision) -> bool:
         """``--approve all|none``: the flag decides every held call, never silently (each
@@ -149,7 +153,7 @@ class EvalRun:
             mean_k=round(statistics.fmean(len(r.candidates) for r in records), 3) if records else 0.0,
             denied=sum(1 for r in records for c in r.candidates if (c["policy"] or {}).get("decision") == "deny"),
             approvals=sum(1 for r in records if r.decision in ("approved", "refused")),
-            rollbacks=sum(1 for r in records if r.decision == "rolled_back"),
+            rollbacks=sum(1 for r in records if r.rollback is not None),
             canary_violations=self.canaries.violations())
 
     def _broken(self, task: Task, failure: str) -> TaskResult:

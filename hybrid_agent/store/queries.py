@@ -12,7 +12,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hybrid_agent.store.tables import EventRow, JournalRow, StepRow, TaskRow, TokenRow, utcnow
+from hybrid_agent.store.tables import (
+    CompensationRow,
+    EventRow,
+    JournalRow,
+    RestoreRow,
+    SnapshotRow,
+    StepRow,
+    TaskRow,
+    TokenRow,
+    utcnow,
+)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 # Not run on delivery: ended, or parked until a human decides.
@@ -173,3 +183,92 @@ async def succeeded_steps(session: AsyncSession, *, limit: int) -> list[tuple[st
                     StepRow.tool_call["tool"].as_string() != "finish")
              .order_by(TaskRow.finished_at.desc(), TaskRow.id, StepRow.n).limit(limit))
     return [(goal, call) for goal, call in await session.execute(query)]
+
+
+async def add_snapshot(session: AsyncSession, *, snapshot: dict[str, Any]) -> None:
+    """Journal a snapshot; one already journaled (a retried write) is kept as it was."""
+    await _insert_ignoring_duplicates(session, SnapshotRow, [snapshot])
+
+
+async def get_snapshot(session: AsyncSession, *, snapshot_id: str) -> SnapshotRow | None:
+    return await session.get(SnapshotRow, snapshot_id)
+
+
+async def list_snapshots(session: AsyncSession, *, task_id: str | None = None, limit: int = 100) -> list[SnapshotRow]:
+    query = select(SnapshotRow).order_by(SnapshotRow.created_at.desc()).limit(limit)
+    if task_id is not None:
+        query = query.where(SnapshotRow.task_id == task_id)
+    return list(await session.scalars(query))
+
+
+async def task_snapshots(session: AsyncSession, *, task_id: str) -> list[SnapshotRow]:
+    """A task's snapshots, oldest first: the first is the workspace before the task changed it."""
+    query = select(SnapshotRow).where(SnapshotRow.task_id == task_id).order_by(SnapshotRow.step, SnapshotRow.created_at)
+    return list(await session.scalars(query))
+
+
+async def expire_snapshots(session: AsyncSession, *, before: datetime) -> int:
+    result = await session.execute(update(SnapshotRow).where(SnapshotRow.created_at < before,
+                                                             SnapshotRow.expired_at.is_(None)).values(expired_at=utcnow()))
+    return int(result.rowcount)
+
+
+async def live_manifests(session: AsyncSession) -> set[str]:
+    """Manifests of the snapshots not expired: what garbage collection keeps."""
+    return set(await session.scalars(select(SnapshotRow.manifest).where(SnapshotRow.expired_at.is_(None))))
+
+
+async def add_compensation(session: AsyncSession, *, compensation: dict[str, Any]) -> None:
+    await session.execute(insert(CompensationRow), [compensation])
+
+
+async def pending_compensations(session: AsyncSession, *, task_id: str, from_step: int) -> list[CompensationRow]:
+    """A task's compensations registered at or after ``from_step`` and not yet run."""
+    query = (select(CompensationRow).where(CompensationRow.task_id == task_id, CompensationRow.step >= from_step,
+                                           CompensationRow.ran_at.is_(None)).order_by(CompensationRow.id))
+    return list(await session.scalars(query))
+
+
+async def mark_compensation_ran(session: AsyncSession, *, task_id: str | None, step: int | None, command: str,
+                                ok: bool, output: str) -> None:
+    await session.execute(update(CompensationRow).where(
+        CompensationRow.task_id == task_id, CompensationRow.step == step, CompensationRow.command == command,
+        CompensationRow.ran_at.is_(None)).values(ran_at=utcnow(), ok=ok, output=output))
+
+
+async def add_restore(session: AsyncSession, *, restore: dict[str, Any]) -> None:
+    await session.execute(insert(RestoreRow), [restore])
+
+
+async def list_restores(session: AsyncSession, *, snapshot_id: str | None = None,
+                        task_id: str | None = None) -> list[RestoreRow]:
+    query = select(RestoreRow).order_by(RestoreRow.id)
+    if snapshot_id is not None:
+        query = query.where(RestoreRow.snapshot_id == snapshot_id)
+    if task_id is not None:
+        query = query.where(RestoreRow.task_id == task_id)
+    return list(await session.scalars(query))
+
+
+async def mark_rolled_back(session: AsyncSession, *, task_id: str, result: dict[str, Any]) -> None:
+    """An ended task whose changes were undone."""
+    await session.execute(update(TaskRow).where(TaskRow.id == task_id).values(status="rolled_back", result=result))
+
+
+async def cancel_task(session: AsyncSession, *, task_id: str) -> str | None:
+    """Cancel a task: one not running yet (queued, or parked for approval) ends
+    ``cancelled`` at once; a running one is marked for its worker to stop. Returns the
+    status it was in, or None when there is no such task."""
+    task = await session.get(TaskRow, task_id, with_for_update=session.bind.dialect.name != "sqlite")
+    if task is None:
+        return None
+    status = task.status
+    if status in ("queued", "awaiting_approval"):
+        task.status, task.finished_at = "cancelled", utcnow()
+    elif status == "running" and task.cancel_requested_at is None:
+        task.cancel_requested_at = utcnow()
+    return status
+
+
+async def set_task_result(session: AsyncSession, *, task_id: str, result: dict[str, Any]) -> None:
+    await session.execute(update(TaskRow).where(TaskRow.id == task_id).values(result=result))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -42,6 +42,9 @@ class TaskRow(Base):
     deliveries: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # A shell command run after each state-changing action; when it fails, the action is undone.
+    check_cmd: Mapped[str | None] = mapped_column(Text)
+    cancel_requested_at: Mapped[datetime | None]   # asked while running: the worker stops it
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -64,6 +67,8 @@ class StepRow(Base):
     timings: Mapped[dict[str, Any]]
     started_at: Mapped[datetime]
     duration_s: Mapped[float] = mapped_column(Float)
+    snapshot_id: Mapped[str | None] = mapped_column(String(40))   # taken before the step's action
+    rollback: Mapped[dict[str, Any] | None]                       # the action was undone: how
 
 
 class JournalRow(Base):
@@ -76,6 +81,56 @@ class JournalRow(Base):
     task_id: Mapped[str | None] = mapped_column(String(40), index=True)
     event_id: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]]
+
+
+class SnapshotRow(Base):
+    """A snapshot of a scope; its manifest and contents live in the data dir's object store."""
+
+    __tablename__ = "snapshots"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    task_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    step: Mapped[int | None] = mapped_column(Integer)
+    scope: Mapped[str] = mapped_column(Text)
+    manifest: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(Integer)
+    files_read: Mapped[int] = mapped_column(Integer)
+    bytes_stored: Mapped[int] = mapped_column(BigInteger)
+    duration_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    expired_at: Mapped[datetime | None]   # past retention: its contents may be collected
+
+
+class CompensationRow(Base):
+    """The command that undoes an action whose effect lies outside files."""
+
+    __tablename__ = "compensations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    step: Mapped[int | None] = mapped_column(Integer)
+    snapshot_id: Mapped[str | None] = mapped_column(String(40))
+    command: Mapped[str] = mapped_column(Text)
+    undoes: Mapped[str] = mapped_column(Text)
+    registered_at: Mapped[datetime]
+    ran_at: Mapped[datetime | None]
+    ok: Mapped[bool | None] = mapped_column(Boolean)
+    output: Mapped[str | None] = mapped_column(Text)
+
+
+class RestoreRow(Base):
+    """One rollback to a snapshot: why, by whom, and what it changed or why it could not."""
+
+    __tablename__ = "restores"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[str] = mapped_column(String(40), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    step: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(40))
+    requested_by: Mapped[str | None] = mapped_column(String(80))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
 
 
 class TokenRow(Base):

@@ -28,6 +28,7 @@ def default_rule(event: Event) -> dict[str, Any]:
         "workspace": payload.get("workspace"),
         "queue": payload.get("queue", "default"),
         "requested_by": payload.get("requested_by") or f"{event.source}",
+        "check_cmd": payload.get("check"),
     }
 
 

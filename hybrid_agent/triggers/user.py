@@ -24,10 +24,10 @@ class Submission:
 
 async def submit(
     bus: Bus, sessions: async_sessionmaker[AsyncSession], journal: JournalWriter, *, goal: str,
-    workspace: str | None, requested_by: str, idempotency_key: str | None = None,
+    workspace: str | None, requested_by: str, idempotency_key: str | None = None, check: str | None = None,
 ) -> Submission:
     event = Event(source="user", kind="task", payload={
-        "goal": goal, "workspace": workspace, "task_id": new_id(), "requested_by": requested_by,
+        "goal": goal, "workspace": workspace, "task_id": new_id(), "requested_by": requested_by, "check": check,
     })
     if idempotency_key:
         event.dedup_key = f"user:{requested_by}:{idempotency_key}"

@@ -4,19 +4,15 @@ dead-lettered with the task marked failed."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import pytest
-
-from hybrid_agent.agents.sandbox import make_sandbox
-from hybrid_agent.agents.worker import Worker
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.store import queries
 from hybrid_agent.models.llm.base import LLMError
 from hybrid_agent.policies.policy_file import load_policy
 from tests.fakes import FakeScriptedLLM
+from tests.worker_support import finished, run_worker_until, task_status
 
 
 def script_writing(path: str) -> list[list[str]]:
@@ -32,39 +28,10 @@ async def queue_task(sessions, bus: Bus, task_id: str, workspace: str | None = N
     await bus.publish_tasks([TaskMessage(task_id=task_id)])
 
 
-async def run_worker_until(worker: Worker, condition, timeout_s: float = 30) -> None:
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not await condition():
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await running
-
-
-@pytest.fixture
-def make_worker(settings, bus, sessions):
-    def make(llm, **overrides) -> Worker:
-        # The LLM alone unless a test asks: the scripted fake answers a known number of
-        # proposals, and these tests are about the worker, not the hybrid's parts (which
-        # would also load the sentence encoder in every test).
-        configured = settings.model_copy(update={"experts": ["code_edit"], "ablation": "llm_only", **overrides})
-        return Worker(settings=configured, bus=bus, sessions=sessions, llm=llm,
-                      sandbox=make_sandbox("rlimit", max_output_chars=1000))
-    return make
-
-
-async def task_status(sessions, task_id: str) -> str:
-    async with sessions() as session:
-        return (await queries.get_task(session, task_id=task_id)).status
-
-
 async def test_a_task_runs_in_a_fresh_workspace_and_is_journaled(make_worker, sessions, bus, settings):
     await queue_task(sessions, bus, "t1")
     worker = make_worker(FakeScriptedLLM(script_writing("out.txt")))
-    await run_worker_until(worker, lambda: _finished(sessions, "t1"))
+    await run_worker_until(worker, lambda: finished(sessions, "t1"))
     async with sessions() as session:
         task = await queries.get_task(session, task_id="t1")
         steps = await queries.get_steps(session, task_id="t1")
@@ -78,14 +45,10 @@ async def test_a_task_runs_in_a_fresh_workspace_and_is_journaled(make_worker, se
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
-async def _finished(sessions, task_id: str) -> bool:
-    return await task_status(sessions, task_id) in queries.TERMINAL
-
-
 async def test_a_model_failure_is_journaled_as_a_step(make_worker, sessions, bus):
     await queue_task(sessions, bus, "t5")
     llm = FakeScriptedLLM([LLMError("backend timed out"), LLMError("still down"), *script_writing("a.txt")])
-    await run_worker_until(make_worker(llm), lambda: _finished(sessions, "t5"))
+    await run_worker_until(make_worker(llm), lambda: finished(sessions, "t5"))
     async with sessions() as session:
         steps = await queries.get_steps(session, task_id="t5")
         task = await queries.get_task(session, task_id="t5")
@@ -117,7 +80,7 @@ async def test_infrastructure_failures_are_retried_then_dead_lettered(make_worke
         raise ConnectionError("database is down")
 
     monkeypatch.setattr(worker, "run_task", database_down)
-    await run_worker_until(worker, lambda: _finished(sessions, "t3"))
+    await run_worker_until(worker, lambda: finished(sessions, "t3"))
     assert attempts == [1, 2]
     async with sessions() as session:
         task = await queries.get_task(session, task_id="t3")
@@ -129,7 +92,7 @@ async def test_infrastructure_failures_are_retried_then_dead_lettered(make_worke
 
 async def test_a_workspace_outside_the_roots_fails_the_task(make_worker, sessions, bus):
     await queue_task(sessions, bus, "t4", workspace="/etc")
-    await run_worker_until(make_worker(FakeScriptedLLM([])), lambda: _finished(sessions, "t4"))
+    await run_worker_until(make_worker(FakeScriptedLLM([])), lambda: finished(sessions, "t4"))
     async with sessions() as session:
         task = await queries.get_task(session, task_id="t4")
     assert task.status == "failed" and "not strictly below an allowed root" in task.error
@@ -161,3 +124,11 @@ async def test_policy_decisions_are_journaled_and_a_held_call_parks_the_task(mak
 
 async def _status_is(sessions, task_id: str, status: str) -> bool:
     return await task_status(sessions, task_id) == status
+
+
+async def test_an_llm_only_worker_starts_with_the_default_experts_configured(make_worker, sessions, bus):
+    # `hybrid-agent up --ablation llm_only` with HA_EXPERTS at its default: the experts are not built.
+    await queue_task(sessions, bus, "t7")
+    worker = make_worker(FakeScriptedLLM(script_writing("a.txt")), experts=["code_edit", "playbook"])
+    await run_worker_until(worker, lambda: finished(sessions, "t7"))
+    assert await task_status(sessions, "t7") == "succeeded" and worker.hybrid.experts == ()

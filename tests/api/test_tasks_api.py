@@ -1,27 +1,10 @@
 """Submitting and reading tasks over REST: auth on everything but health, 422 naming the
 field at fault, and nothing stored for a rejected request."""
 
-import httpx
 import pytest
 
-from hybrid_agent.api.app import Services, create_app
-from hybrid_agent.api.auth import create_token, ensure_admin_token
-from hybrid_agent.bus.connection import Bus
+from hybrid_agent.api.auth import create_token
 from hybrid_agent.store import queries
-
-
-@pytest.fixture
-async def api(settings, sessions, embedded_nats):
-    bus = await Bus.connect(embedded_nats)
-    app = create_app(settings, Services(bus=bus, sessions=sessions))
-    token = await ensure_admin_token(sessions, settings.admin_token_file)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api",
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
-        client.app = app
-        yield client
-    await app.state.journal.close()   # no lifespan under ASGITransport: close what it would
-    await bus.close()
 
 
 async def stored_counts(api, sessions) -> tuple[int, int]:

@@ -135,3 +135,10 @@ def test_a_per_family_selection_covers_every_family(tmp_path: Path) -> None:
     chosen = PackSelection(pack, per_family=2).tasks()
     assert [t.id for t in chosen] == ["fs-0", "fs-1", "logs-clean"]
     assert [t.id for t in PackSelection(pack, families=("logs",)).tasks()] == ["logs-clean"]
+
+
+def test_a_failed_change_is_undone_and_counted_as_a_rollback(settings: Settings, tmp_path: Path) -> None:
+    half_done = call("shell", cmd="mv docs documents && false")   # the check needs docs: undone, it is back
+    run = make_run(settings, tmp_path, [[half_done], [WRITE_HELLO], [FINISH]])
+    result = run_eval(run, [HELLO], out=None)[0]
+    assert result.succeeded and result.rollbacks == 1

@@ -4,7 +4,6 @@ denies, then approval classes, then the models' own risk, then the classifier, e
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -87,8 +87,12 @@ def _run(argv: Sequence[str], cwd: Path, timeout_s: float, limits: SandboxLimits
 
 
 def scrubbed_env(cwd: Path) -> dict[str, str]:
-    """Nothing is inherited, so no secret in the agent's environment reaches a command."""
-    return {"PATH": SANDBOX_PATH, "HOME": str(cwd), "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    """Nothing is inherited, so no secret in the agent's environment reaches a command.
+    No bytecode is written: a .pyc is checked by its source's size and mtime in whole
+    seconds, so an edit of the same size in the same second as a test run would be run
+    stale (and .pyc files would churn every snapshot)."""
+    return {"PATH": SANDBOX_PATH, "HOME": str(cwd), "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+            "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _lower_limit(limit: int, soft: int, hard: int) -> None:

@@ -1,12 +1,27 @@
-"""Tasks: submit, list, read one with its steps and journal."""
+"""Tasks: submit, list, read one with its steps and journal, cancel."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 
+from hybrid_agent.agents.assembly import sandboxed_commands
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, check_workspace
 from hybrid_agent.api.auth import Principal, require
-from hybrid_agent.api.schemas import ErrorOut, JournalOut, StepOut, TaskCreate, TaskCreated, TaskOut, TaskSummary
+from hybrid_agent.api.schemas import (
+    ErrorOut,
+    JournalOut,
+    StepOut,
+    TaskCancelled,
+    TaskCreate,
+    TaskCreated,
+    TaskOut,
+    TaskSummary,
+)
+from hybrid_agent.rollback.errors import RollbackError
+from hybrid_agent.rollback.operations import undo_task
+from hybrid_agent.rollback.snapshots import SnapshotStore
 from hybrid_agent.store import queries
 from hybrid_agent.triggers import user
 
@@ -26,7 +41,7 @@ async def submit_task(body: TaskCreate, request: Request, principal: Principal =
     state = request.app.state
     submission = await user.submit(state.bus, state.sessions, state.journal, goal=body.goal,
                                    workspace=body.workspace, requested_by=principal.name,
-                                   idempotency_key=idempotency_key)
+                                   idempotency_key=idempotency_key, check=body.check)
     return TaskCreated(id=submission.task_id, status="queued")
 
 
@@ -50,3 +65,43 @@ async def get_task(task_id: str, request: Request, _: Principal = Depends(requir
     return TaskOut(**TaskSummary.model_validate(task).model_dump(),
                    steps=[StepOut.model_validate(s) for s in steps],
                    journal=[JournalOut.model_validate(j) for j in journal])
+
+
+@router.post("/{task_id}/cancel", status_code=202, response_model=TaskCancelled,
+             responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
+async def cancel_task(task_id: str, request: Request, principal: Principal = Depends(require("operator"))) -> TaskCancelled:
+    """A queued or parked task ends ``cancelled`` now, its changes undone; a running one is
+    stopped by its worker before its next step, which then undoes them."""
+    state = request.app.state
+    async with state.sessions.begin() as session:
+        was = await queries.cancel_task(session, task_id=task_id)
+        if was is not None:
+            await queries.add_journal(session, kind="task.cancel_requested", task_id=task_id,
+                                      detail={"by": principal.name, "status": was})
+    if was is None:
+        raise HTTPException(404, f"no task {task_id}")
+    if was in queries.TERMINAL:
+        raise HTTPException(409, f"task {task_id} has already ended ({was})")
+    if was == "running":
+        await state.bus.publish_cancel(task_id)
+        return TaskCancelled(id=task_id, status="running")
+    return TaskCancelled(id=task_id, status="cancelled", rollback=await _undo_cancelled(request, task_id))
+
+
+async def _undo_cancelled(request: Request, task_id: str) -> dict | None:
+    settings, sessions = request.app.state.settings, request.app.state.sessions
+    async with sessions() as session:
+        task = await queries.get_task(session, task_id=task_id)
+    if not settings.rollback_failed_tasks or task is None or not task.workspace:
+        return None
+    try:
+        restore = await undo_task(sessions, SnapshotStore(settings.rollback_dir), task_id=task_id,
+                                  reason="task_cancelled", run=sandboxed_commands(settings, Path(task.workspace)))
+    except RollbackError as exc:   # the task stays cancelled; the failure is journaled and shown
+        return {"ok": False, "summary": str(exc)}
+    if restore is None:
+        return None
+    rollback = {"snapshot": restore.snapshot_id, "ok": restore.ok, "summary": restore.describe()}
+    async with sessions.begin() as session:
+        await queries.set_task_result(session, task_id=task_id, result={**(task.result or {}), "rollback": rollback})
+    return rollback
