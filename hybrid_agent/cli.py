@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--files", type=int, default=2000, help="snapshot: files in the tree (1%% of them change)")
     bench.add_argument("--mb", type=float, default=50, help="snapshot: size of the tree in MB")
 
+    token = command("token", cmd_token, "create an API token (printed once) or revoke a name's tokens")
+    token.add_argument("action", choices=["create", "revoke"])
+    token.add_argument("--name", required=True, help="who or what holds it (shown in audits)")
+    token.add_argument("--role", choices=["viewer", "operator", "approver", "admin"],
+                       help="create: viewer < operator (submit, cancel) < approver (decide) < admin")
+
     snapshot = command("snapshot", cmd_snapshot, "take, list or garbage-collect snapshots of scopes")
     snapshot.add_argument("action", choices=["create", "list", "gc"],
                           help="create: snapshot --scope (last line JSON with its id); list: newest first; "
@@ -368,6 +374,27 @@ def _with_store(settings: Settings, work):  # type: ignore[no-untyped-def]
 
     migrate(settings.database)
     return asyncio.run(run())
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> None:
+    from hybrid_agent.api.auth import create_token
+    from hybrid_agent.store import queries
+
+    if args.action == "create":
+        if args.role is None:
+            raise CLIError("token create needs --role (viewer, operator, approver or admin)")
+        token = _with_store(settings, lambda sessions: create_token(sessions, name=args.name, role=args.role))
+        print(token)   # shown this once: only its hash is stored
+        return
+
+    async def revoke(sessions):  # type: ignore[no-untyped-def]
+        async with sessions.begin() as session:
+            return await queries.revoke_tokens(session, name=args.name)
+
+    revoked = _with_store(settings, revoke)
+    if not revoked:
+        raise CLIError(f"no active token named {args.name!r}")
+    print(f"revoked {revoked} token{'s' * (revoked > 1)} of {args.name}")
 
 
 def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> None:

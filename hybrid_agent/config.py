@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     snapshot_retention_days: float = Field(default=7.0, gt=0, description="snapshots older than this may be "
                                            "garbage-collected (hybrid-agent snapshot gc)")
     rollback_failed_tasks: bool = Field(default=True, description="undo a failed or cancelled task's changes")
+    approval_ttl_s: float = Field(default=3600.0, gt=0, description="a held call not decided within this expires "
+                                  "(expiry = reject)")
 
     ack_wait_s: float = Field(default=60.0, gt=0, description="JetStream ack wait before redelivery")
     max_deliver: int = Field(default=3, ge=1, description="deliveries before a task goes to dead letter")

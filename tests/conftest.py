@@ -106,3 +106,19 @@ def make_worker(settings, bus, sessions):
         return Worker(settings=configured, bus=bus, sessions=sessions, llm=llm,
                       sandbox=make_sandbox("rlimit", max_output_chars=1000))
     return make
+
+
+@pytest.fixture
+async def api_on_bus(settings, sessions, bus):
+    """The API in-process (ASGI) on the same bus and store as the test's workers, as admin."""
+    import httpx
+
+    from hybrid_agent.api.app import Services, create_app
+    from hybrid_agent.api.auth import ensure_admin_token
+
+    app = create_app(settings, Services(bus=bus, sessions=sessions))
+    token = await ensure_admin_token(sessions, settings.admin_token_file)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+    await app.state.journal.close()

@@ -77,10 +77,13 @@ class NeedsApproval(AgentExit):
 
     status = "awaiting_approval"
 
-    def __init__(self, summary: str, *, call: ToolCall, decision: Decision) -> None:
+    def __init__(self, summary: str, *, call: ToolCall, decision: Decision, step: int = 0,
+                 scores: dict[str, float | None] | None = None) -> None:
         super().__init__(summary)
         self.call = call
         self.decision = decision
+        self.step = step                # the step that held it
+        self.scores = scores or {}      # what the models made of it, for the person deciding
 
 
 class Cancelled(AgentExit):
@@ -140,6 +143,30 @@ class Scored:
                 "policy": self.policy.as_dict() if self.policy is not None else None,
                 "energy": _rounded(self.energy), "p_success": _rounded(self.p_success), "source": self.source,
                 "trial": self.trial, "chosen": self.chosen}
+
+
+@dataclass(frozen=True)
+class HumanDecision:
+    """A person's decision on the call a parked task was holding."""
+
+    call: ToolCall
+    approved: bool
+    reason: str = ""
+
+
+@dataclass
+class Turn:
+    """What a step decided before acting: the gate's verdict, the chosen candidate among
+    all scored, and what the step recorded on the way."""
+
+    decision: str
+    chosen: Scored | None
+    scored: list[Scored]
+    model: dict[str, Any]
+    prompt_tokens: int
+    timings: dict[str, float]
+    started_at: datetime
+    t0: float
 
 
 @dataclass
@@ -220,11 +247,20 @@ class AgentLoop:
         self.clock = clock
         self.stopping = stopping
 
-    def run(self, goal: str, workspace: Path, *, resume_from: int = 0) -> AgentExit:
-        """Run steps until the model finishes or a budget is spent; returns the exit."""
+    def run(self, goal: str, workspace: Path, *, resume_from: int = 0,
+            decided: HumanDecision | None = None) -> AgentExit:
+        """Run steps until the model finishes or a budget is spent; returns the exit. A
+        task resumed after a person decided on its held call starts with that decision."""
         state = AgentState(goal=goal, workspace=workspace)
         started = self.clock()
         n = resume_from
+        if decided is not None:
+            try:
+                self.check_limits(n + 1, started)
+                if self.human_decided(state, n + 1, decided) is not None:
+                    n += 1
+            except AgentExit as exit_:
+                return exit_
         while True:
             n += 1
             try:
@@ -260,6 +296,13 @@ class AgentLoop:
             chosen = self.score(scored, state)
         decision, chosen = self.gate(chosen, scored)
         decision = self.ask_approver(decision, chosen)
+        return self.carry_out(state, n, Turn(decision, chosen, scored, plan.model, prompt_tokens, timings,
+                                             started_at, t0))
+
+    def carry_out(self, state: AgentState, n: int, turn: Turn) -> StepRecord:
+        """Act on the gate's decision behind a snapshot, keep or undo it, journal the step,
+        then verify."""
+        decision, chosen, scored, timings = turn.decision, turn.chosen, turn.scored, turn.timings
         t1 = self.clock()
         try:
             snapshot = self.snapshot(decision, chosen, n)
@@ -270,14 +313,33 @@ class AgentLoop:
         timings["act_s"] = self.clock() - t1
         record = StepRecord(n=n, tool_call=chosen.call.model_dump() if chosen and chosen.call else None,
                             decision=decision, policy=chosen.policy.as_dict() if chosen and chosen.policy else None,
-                            model=plan.model, observation=observation.render(), ok=observation.ok,
-                            candidates=[s.record() for s in scored], prompt_tokens=prompt_tokens,
-                            timings={k: round(v, 4) for k, v in timings.items()}, started_at=started_at,
-                            duration_s=round(self.clock() - t0, 4), snapshot_id=snapshot.id if snapshot else None,
+                            model=turn.model, observation=observation.render(), ok=observation.ok,
+                            candidates=[s.record() for s in scored], prompt_tokens=turn.prompt_tokens,
+                            timings={k: round(v, 4) for k, v in timings.items()}, started_at=turn.started_at,
+                            duration_s=round(self.clock() - turn.t0, 4), snapshot_id=snapshot.id if snapshot else None,
                             rollback=undone)
         self.journal(record)
         self.verify(chosen, observation, state, record, scored)
         return record
+
+    def human_decided(self, state: AgentState, n: int, decided: HumanDecision) -> StepRecord | None:
+        """A held call a person decided on while the task was parked. Approved, it runs
+        as step ``n`` (unless the policy has since come to deny it); rejected, the model is
+        told why and may not offer it again."""
+        call = decided.call
+        if not decided.approved:
+            state.failed_calls.add(call_key(call))
+            state.note = (f"A human rejected {call.compact()} ({decided.reason or 'no reason given'}). "
+                          "Reach the goal another way, or finish.")
+            return None
+        policy = self.policy.check(call, goal=state.goal)
+        candidate = Candidate(text=call.compact(), parsed=call.model_dump(), logprob=0.0, tokens=0)
+        denied = f"policy: denied, {policy.reasons[0]}" if policy.decision == "deny" else None
+        chosen = Scored(candidate, call, denied, policy=policy, source="human", chosen=denied is None)
+        decision = "approved" if denied is None else "none"
+        state.held_once = False
+        return self.carry_out(state, n, Turn(decision, chosen if denied is None else None, [chosen], {}, 0, {},
+                                             datetime.now(timezone.utc), self.clock()))
 
     def observe(self, state: AgentState) -> str:
         return workspace_listing(state.workspace)
@@ -522,7 +584,11 @@ class AgentLoop:
         state.last_mean_logprob = chosen.candidate.logprob / max(chosen.candidate.tokens, 1)
         if record.decision == "approve" and chosen.policy is not None:
             if state.held_once:
-                raise NeedsApproval(f"waiting for approval of {call.compact()}", call=call, decision=chosen.policy)
+                scores = {"ebm_p_success": _rounded(chosen.p_success), "ebm_energy": _rounded(chosen.energy),
+                          "hrm_risk": (record.model.get("plan") or {}).get("risk"),
+                          "mean_logprob": _rounded(state.last_mean_logprob)}
+                raise NeedsApproval(f"waiting for approval of {call.compact()}", call=call, decision=chosen.policy,
+                                    step=record.n, scores=scores)
             state.held_once = True
             state.note = (f"That call needs a human's approval ({chosen.policy.reasons[0]}). If the goal can be "
                           "reached another way, do that; if not, propose the call again.")

@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hybrid_agent.agents.experts import Playbook, make_experts
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
 from hybrid_agent.agents.assembly import Undo, build_loop, command_runner, tool_runner
-from hybrid_agent.agents.loop import AgentExit, AgentLoop, Cancelled, Interrupted, NeedsApproval, StepRecord
+from hybrid_agent.agents import approvals
+from hybrid_agent.agents.loop import (AgentExit, AgentLoop, Cancelled, HumanDecision, Interrupted, NeedsApproval,
+                                      StepRecord)
 from hybrid_agent.agents.sandbox import Sandbox
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, resolve_workspace
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
@@ -28,6 +30,7 @@ from hybrid_agent.config import Settings
 from hybrid_agent.models.llm.base import LLM
 from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
 from hybrid_agent.policies.policy_file import Policy, load_policy
+from hybrid_agent.policies.tool_schema import ToolCall
 from hybrid_agent.rollback import journal as rollback_journal
 from hybrid_agent.rollback.errors import RollbackError, ScopeBusy
 from hybrid_agent.rollback.leases import ScopeLease
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 PLAYBOOK_STEPS = 2000   # the newest succeeded steps the playbook expert recalls from
 LEASE_POLL_S = 1.0      # how often a task waiting for its workspace's lease tries again
 GC_INTERVAL_S = 86400.0  # snapshots past retention are collected when a worker starts, then daily
+EXPIRY_POLL_S = 15.0     # how often approvals past their time are expired (and their tasks sent back)
 
 @dataclass(frozen=True)
 class Delivery:
@@ -71,23 +75,33 @@ class Worker:
         if self.hybrid is None:
             self.hybrid = await self._load_hybrid()
         await self.bus.on_cancel(self.cancel_requests.add)
-        collector = asyncio.create_task(self._collect_garbage(stop))
+        chores = [asyncio.create_task(self._every(GC_INTERVAL_S, stop, self._collect_garbage)),
+                  asyncio.create_task(self._every(EXPIRY_POLL_S, stop, self._expire_approvals))]
         subscription = await self.bus.worker_subscription(self.limits)
         try:
             async for messages in fetch_batches(subscription, batch=1, stop=stop):
                 for msg in messages:
                     await self.handle(msg)
         finally:
-            collector.cancel()
+            for chore in chores:
+                chore.cancel()
 
-    async def _collect_garbage(self, stop: asyncio.Event) -> None:
+    @staticmethod
+    async def _every(interval_s: float, stop: asyncio.Event, chore) -> None:  # type: ignore[no-untyped-def]
+        """Run ``chore`` now and then every ``interval_s`` until ``stop``."""
         while not stop.is_set():
             try:
-                await collect_garbage(self.sessions, self.snapshots, retention_days=self.settings.snapshot_retention_days)
-            except Exception:   # the store is down or the disk refuses: the tasks go on, the next round retries
-                log.exception("collecting snapshot contents failed")
+                await chore()
+            except Exception:   # the store or the bus is down: the tasks go on, the next round retries
+                log.exception("%s failed", chore.__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=GC_INTERVAL_S)
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+    async def _collect_garbage(self) -> None:
+        await collect_garbage(self.sessions, self.snapshots, retention_days=self.settings.snapshot_retention_days)
+
+    async def _expire_approvals(self) -> None:
+        await approvals.expire_due(self.bus, self.sessions)
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -160,13 +174,14 @@ class Worker:
         if message.task_id in self.cancel_requests:
             exit_: AgentExit = Cancelled("cancelled before it resumed")
         else:
+            decided = await self._decision_to_act_on(message.task_id)
             exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace, check_cmd).run, goal, workspace,
-                                            resume_from=done_steps)
+                                            resume_from=done_steps, decided=decided)
         if isinstance(exit_, Interrupted):
             await self._hand_back(message.task_id, exit_.summary)
             return False
         if isinstance(exit_, NeedsApproval):
-            await self._await_approval(message.task_id, exit_)
+            await self._await_approval(message.task_id, exit_, workspace)
             return True
         await self._end(message.task_id, workspace, exit_)
         return True
@@ -293,11 +308,27 @@ class Worker:
             await queries.add_journal(session, kind="task.finished", task_id=task_id,
                                       detail={"status": status, "error": error})
 
-    async def _await_approval(self, task_id: str, exit_: NeedsApproval) -> None:
-        pending = {"call": exit_.call.model_dump(), "decision": exit_.decision.as_dict()}
+    async def _await_approval(self, task_id: str, exit_: NeedsApproval, workspace: Path) -> None:
+        """Park the task on its held call. A snapshot of the workspace as the person sees it
+        goes with the approval; the worker's slot is free until the decision."""
+        try:
+            snapshot = await asyncio.to_thread(self.snapshots.create, workspace, task_id=task_id, step=exit_.step)
+        except RollbackError:
+            snapshot = None   # the approval still waits; the action, if approved, snapshots before it runs
+        else:
+            await self._save_rollback(snapshot)
+        await approvals.park(self.bus, self.sessions, task_id=task_id, held=exit_, workspace=workspace,
+                             snapshot_id=snapshot.id if snapshot else None, ttl_s=self.settings.approval_ttl_s)
+
+    async def _decision_to_act_on(self, task_id: str) -> HumanDecision | None:
+        """The person's decision on the call the task was parked on, if it has not acted on it yet."""
         async with self.sessions.begin() as session:
-            await queries.await_approval(session, task_id=task_id, pending=pending)
-            await queries.add_journal(session, kind="approval.requested", task_id=task_id, detail=pending)
+            row = await queries.decision_to_resume(session, task_id=task_id)
+            if row is None:
+                return None
+            await queries.mark_approval_resumed(session, approval_id=row.id)
+        reason = row.reason or ("it expired before anyone decided" if row.status == "expired" else "")
+        return HumanDecision(ToolCall.model_validate(row.tool_call), row.status == "approved", reason)
 
     async def _hand_back(self, task_id: str, reason: str) -> None:
         async with self.sessions.begin() as session:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.api.auth import TokenCache
-from hybrid_agent.api.routes import health, snapshots, tasks
+from hybrid_agent.api.routes import approvals, health, snapshots, tasks
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.config import Settings
 from hybrid_agent.store import queries
@@ -58,6 +58,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(snapshots.router)
+    app.include_router(approvals.router)
     app.add_exception_handler(RequestValidationError, _journal_validation_error)
     app.add_exception_handler(HTTPException, _journal_http_error)
     return app

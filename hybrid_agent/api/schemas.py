@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,3 +106,30 @@ class RestoreOut(BaseModel):
     error: str | None
     started_at: datetime
     finished_at: datetime
+
+
+class ApprovalOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    task_id: str
+    step: int
+    status: str = Field(description="pending, approved, rejected or expired")
+    tool_call: dict[str, Any]
+    diff: str | None = Field(description="for write_file and edit: the unified diff it would make")
+    risk: str
+    reasons: list[str]
+    scores: dict[str, Any] = Field(description="what the models made of the call: EBM success estimate and "
+                                               "energy, HRM risk, the LLM's mean log-probability")
+    snapshot_id: str | None = Field(description="the workspace as it was when the call was held")
+    requested_by: str | None
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    reason: str = Field(default="", max_length=2000, description="why; the model reads it after a rejection")

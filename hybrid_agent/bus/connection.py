@@ -89,7 +89,7 @@ class Bus:
         futures = [
             await self.js.publish_async(
                 subjects.task_subject(message.queue), message.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": f"task:{message.task_id}"},
+                headers={"Nats-Msg-Id": message.dedup_key},
             )
             for message in messages
         ]
@@ -110,6 +110,12 @@ class Bus:
         (not running the task yet, or restarted) reads the request from the task's row."""
         await self.nc.publish(subjects.cancel_subject(task_id), b"")
         await self.nc.flush(timeout=5)
+
+    async def publish_approval(self, approval_id: str, payload: bytes, *, decided: bool) -> None:
+        """An approval requested (for consoles and notifiers) or decided. Core NATS: the
+        store holds the approval; these only tell whoever listens."""
+        subject = subjects.approval_decided_subject(approval_id) if decided else subjects.APPROVALS_REQUESTED
+        await self.nc.publish(subject, payload)
 
     async def on_cancel(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(task_id)`` for every cancel request published from now on."""

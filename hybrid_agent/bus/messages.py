@@ -34,3 +34,9 @@ class TaskMessage(BaseModel):
 
     task_id: str
     queue: str = "default"
+    resumed_by: str | None = None   # the approval whose decision sends a parked task back
+
+    @property
+    def dedup_key(self) -> str:
+        """One delivery per task, and one more per decision that resumes it."""
+        return f"task:{self.task_id}" + (f":{self.resumed_by}" if self.resumed_by else "")

@@ -25,6 +25,11 @@ def dead_task_subject(queue: str) -> str:
 
 
 CANCEL_ALL = "ha.control.cancel.*"
+APPROVALS_REQUESTED = "ha.approvals.requested"
+
+
+def approval_decided_subject(approval_id: str) -> str:
+    return f"ha.approvals.decided.{approval_id}"
 
 
 def cancel_subject(task_id: str) -> str:

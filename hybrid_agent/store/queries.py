@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hybrid_agent.store.tables import (
+    ApprovalRow,
     CompensationRow,
     EventRow,
     JournalRow,
@@ -272,3 +273,65 @@ async def cancel_task(session: AsyncSession, *, task_id: str) -> str | None:
 
 async def set_task_result(session: AsyncSession, *, task_id: str, result: dict[str, Any]) -> None:
     await session.execute(update(TaskRow).where(TaskRow.id == task_id).values(result=result))
+
+
+async def add_approval(session: AsyncSession, *, approval: dict[str, Any]) -> None:
+    await session.execute(insert(ApprovalRow), [approval])
+
+
+async def get_approval(session: AsyncSession, *, approval_id: str) -> ApprovalRow | None:
+    return await session.get(ApprovalRow, approval_id)
+
+
+async def list_approvals(session: AsyncSession, *, status: str | None = None, limit: int = 100) -> list[ApprovalRow]:
+    query = select(ApprovalRow).order_by(ApprovalRow.created_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(ApprovalRow.status == status)
+    return list(await session.scalars(query))
+
+
+async def decide_approval(session: AsyncSession, *, approval_id: str, status: str, by: str, reason: str | None,
+                          now: datetime) -> bool:
+    """Record a decision on a pending approval that has not expired; False when it was
+    decided already or expired (the first decision stands)."""
+    result = await session.execute(
+        update(ApprovalRow).where(ApprovalRow.id == approval_id, ApprovalRow.status == "pending",
+                                  ApprovalRow.expires_at > now)
+        .values(status=status, decided_by=by, decided_at=now, reason=reason)
+        # SQLite hands back naive datetimes: compare in SQL only, never against loaded rows.
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+async def expire_approvals(session: AsyncSession, *, now: datetime) -> list[ApprovalRow]:
+    """Pending approvals past their expiry, now expired (expiry is a rejection)."""
+    due = list(await session.scalars(select(ApprovalRow).where(ApprovalRow.status == "pending",
+                                                               ApprovalRow.expires_at <= now)))
+    for row in due:
+        row.status, row.decided_at, row.decided_by, row.reason = "expired", now, "expiry", "not decided in time"
+    return due
+
+
+async def decision_to_resume(session: AsyncSession, *, task_id: str) -> ApprovalRow | None:
+    """The task's decided approval that it has not acted on yet."""
+    query = (select(ApprovalRow).where(ApprovalRow.task_id == task_id, ApprovalRow.status != "pending",
+                                       ApprovalRow.resumed_at.is_(None))
+             .order_by(ApprovalRow.created_at.desc()).limit(1))
+    return await session.scalar(query)
+
+
+async def mark_approval_resumed(session: AsyncSession, *, approval_id: str) -> None:
+    await session.execute(update(ApprovalRow).where(ApprovalRow.id == approval_id).values(resumed_at=utcnow()))
+
+
+async def requeue_parked_task(session: AsyncSession, *, task_id: str) -> bool:
+    """A parked task goes back to the queue once its approval is decided."""
+    result = await session.execute(update(TaskRow).where(TaskRow.id == task_id, TaskRow.status == "awaiting_approval")
+                                   .values(status="queued"))
+    return result.rowcount == 1
+
+
+async def revoke_tokens(session: AsyncSession, *, name: str) -> int:
+    result = await session.execute(update(TokenRow).where(TokenRow.name == name, TokenRow.revoked_at.is_(None))
+                                   .values(revoked_at=utcnow()))
+    return int(result.rowcount)

@@ -133,6 +133,29 @@ class RestoreRow(Base):
     finished_at: Mapped[datetime]
 
 
+class ApprovalRow(Base):
+    """A held call waiting for (or given) a person's decision, with what they need to decide."""
+
+    __tablename__ = "approvals"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(40), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)   # pending, approved, rejected, expired
+    tool_call: Mapped[dict[str, Any]]
+    diff: Mapped[str | None] = mapped_column(Text)                # writes and edits: what would change
+    risk: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[Any]]
+    scores: Mapped[dict[str, Any]]
+    snapshot_id: Mapped[str | None] = mapped_column(String(40))   # the workspace as the person saw it
+    requested_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    resumed_at: Mapped[datetime | None]                           # the task picked the decision up
+
+
 class TokenRow(Base):
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

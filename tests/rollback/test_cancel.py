@@ -7,11 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import httpx
-import pytest
-
-from hybrid_agent.api.app import Services, create_app
-from hybrid_agent.api.auth import ensure_admin_token
 from hybrid_agent.rollback.journal import save
 from hybrid_agent.rollback.snapshots import SnapshotStore
 from hybrid_agent.store import queries
@@ -21,17 +16,7 @@ from tests.rollback.test_worker_rollback import call, queue, workspace_with_conf
 from tests.rollback.tree_support import tree_state
 
 
-@pytest.fixture
-async def client(settings, sessions, bus):
-    app = create_app(settings, Services(bus=bus, sessions=sessions))
-    token = await ensure_admin_token(sessions, settings.admin_token_file)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
-                                 headers={"Authorization": f"Bearer {token}"}) as http:
-        yield http
-    await app.state.journal.close()
-
-
-async def test_a_parked_task_is_cancelled_at_once_and_its_changes_undone(client, settings, sessions, bus):
+async def test_a_parked_task_is_cancelled_at_once_and_its_changes_undone(api_on_bus, settings, sessions, bus):
     workspace = workspace_with_config(settings, "p1")
     before = tree_state(workspace)
     await queue(sessions, bus, "p1")
@@ -42,15 +27,15 @@ async def test_a_parked_task_is_cancelled_at_once_and_its_changes_undone(client,
         await queries.await_approval(session, task_id="p1", pending={"call": {}})
     (workspace / "app.conf").write_text("port=8080\n")   # step 1 ran before the task was parked
 
-    response = await client.post("/api/tasks/p1/cancel")
+    response = await api_on_bus.post("/api/tasks/p1/cancel")
     assert response.status_code == 202
     assert response.json()["status"] == "cancelled" and response.json()["rollback"]["ok"]
     assert tree_state(workspace) == before
-    task = (await client.get("/api/tasks/p1")).json()
+    task = (await api_on_bus.get("/api/tasks/p1")).json()
     assert task["status"] == "cancelled" and task["result"]["rollback"]["snapshot"] == snapshot.id
-    again = await client.post("/api/tasks/p1/cancel")
+    again = await api_on_bus.post("/api/tasks/p1/cancel")
     assert again.status_code == 409 and "already ended (cancelled)" in again.json()["detail"]
-    assert (await client.post("/api/tasks/nope/cancel")).status_code == 404
+    assert (await api_on_bus.post("/api/tasks/nope/cancel")).status_code == 404
 
 
 class PausingLLM(FakeScriptedLLM):
@@ -68,7 +53,7 @@ class PausingLLM(FakeScriptedLLM):
         return super().propose(messages, schema, k)
 
 
-async def test_a_running_task_is_stopped_by_its_worker_and_undone(client, make_worker, settings, sessions, bus):
+async def test_a_running_task_is_stopped_by_its_worker_and_undone(api_on_bus, make_worker, settings, sessions, bus):
     workspace = workspace_with_config(settings, "c9")
     before = tree_state(workspace)
     llm = PausingLLM([call("write_file", path="app.conf", content="port=1\n"), call("list_dir", path="."),
@@ -79,7 +64,7 @@ async def test_a_running_task_is_stopped_by_its_worker_and_undone(client, make_w
     async def cancel_when_paused() -> None:
         while not llm.at_second.is_set():
             await asyncio.sleep(0.02)
-        response = await client.post("/api/tasks/c9/cancel")
+        response = await api_on_bus.post("/api/tasks/c9/cancel")
         assert response.status_code == 202 and response.json()["status"] == "running"
         while "c9" not in worker.cancel_requests:   # the request came over the bus
             await asyncio.sleep(0.02)
