@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install sandbox-tools up test bench clean
+.PHONY: install sandbox-tools browser-tools up test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,7 +32,15 @@ sandbox-tools:
 	  command -v bwrap >/dev/null || echo "bubblewrap not installed; the rlimit fallback will run"; \
 	  /usr/bin/python3 -c 'import pytest' 2>/dev/null || echo "no pytest for the system python3; run_tests will fail"; }
 
-install: $(STAMP) sandbox-tools
+# The console's browser test runs Debian's chromium through Playwright (no browser download).
+browser-tools:
+	@command -v chromium >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
+	  fi; \
+	  command -v chromium >/dev/null || echo "chromium not installed; the console's browser test will fail"; }
+
+install: $(STAMP) sandbox-tools browser-tools
 
 up: install
 	$(BIN)/hybrid-agent up

@@ -167,6 +167,7 @@ class Worker:
                 "stream": "TASKS", "seq": delivery.stream_seq, "deliveries": delivery.count,
                 "isolation": self.sandbox.isolation, "policy": self.policy.version, "llm": self.llm.name,
                 **self.hybrid.record()})
+        await self._publish_status(message.task_id, "running")
         cannot_resume = await self._undo_interrupted_step(message.task_id, done_steps)
         if cannot_resume:   # resuming on a half-done action would build on it
             await self._finish(message.task_id, "failed", None, f"cannot resume: {cannot_resume}")
@@ -298,15 +299,22 @@ class Worker:
                 {"kind": f"policy.{c['policy']['decision']}", "task_id": task_id,
                  "detail": {"step": record.n, "call": c["text"], **c["policy"]}}
                 for c in record.candidates if c["policy"] is not None and c["policy"]["decision"] != "allow"])
-        trace = {"task_id": task_id, "n": record.n, "tool_call": record.tool_call, "ok": record.ok,
-                 "observation": record.observation[:2000], "duration_s": record.duration_s}
+        trace = {"kind": "step", "task_id": task_id, "n": record.n, "tool_call": record.tool_call, "ok": record.ok,
+                 "decision": record.decision, "observation": record.observation[:2000],
+                 "duration_s": record.duration_s, "snapshot_id": record.snapshot_id, "rollback": record.rollback}
         await self.bus.publish_trace(task_id, json.dumps(trace).encode())
+
+    async def _publish_status(self, task_id: str, status: str) -> None:
+        """Live watchers (SSE, the console) learn the task's new status at once."""
+        await self.bus.publish_trace(task_id, json.dumps({"kind": "status", "task_id": task_id,
+                                                          "status": status}).encode())
 
     async def _finish(self, task_id: str, status: str, result: dict | None, error: str | None) -> None:
         async with self.sessions.begin() as session:
             await queries.finish_task(session, task_id=task_id, status=status, result=result, error=error)
             await queries.add_journal(session, kind="task.finished", task_id=task_id,
                                       detail={"status": status, "error": error})
+        await self._publish_status(task_id, status)
 
     async def _await_approval(self, task_id: str, exit_: NeedsApproval, workspace: Path) -> None:
         """Park the task on its held call. A snapshot of the workspace as the person sees it
@@ -319,6 +327,7 @@ class Worker:
             await self._save_rollback(snapshot)
         await approvals.park(self.bus, self.sessions, task_id=task_id, held=exit_, workspace=workspace,
                              snapshot_id=snapshot.id if snapshot else None, ttl_s=self.settings.approval_ttl_s)
+        await self._publish_status(task_id, "awaiting_approval")
 
     async def _decision_to_act_on(self, task_id: str) -> HumanDecision | None:
         """The person's decision on the call the task was parked on, if it has not acted on it yet."""

@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.api.auth import TokenCache
-from hybrid_agent.api.routes import approvals, health, snapshots, tasks
+from hybrid_agent.api import console
+from hybrid_agent.api.routes import approvals, health, metrics, snapshots, tasks
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.config import Settings
 from hybrid_agent.store import queries
@@ -59,9 +62,17 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(snapshots.router)
     app.include_router(approvals.router)
+    app.include_router(metrics.router)
+    app.include_router(console.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_exception_handler(console.LoginNeeded, _to_login)
     app.add_exception_handler(RequestValidationError, _journal_validation_error)
     app.add_exception_handler(HTTPException, _journal_http_error)
     return app
+
+
+async def _to_login(request: Request, exc: Exception) -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
 
 
 async def _journal_incident(request: Request, status: int, detail: object) -> None:

@@ -92,17 +92,40 @@ async def authenticate(request: Request, token: str) -> Principal:
     return principal
 
 
+COOKIE = "ha_token"   # the console's login: HttpOnly, SameSite=Strict
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def require(role: str):  # type: ignore[no-untyped-def]
-    """A dependency: the caller's token must hold ``role`` or a higher one."""
-    minimum = ROLES.index(role)
+    """A dependency: the caller's token (a bearer header, or the console's cookie) must
+    hold ``role`` or a higher one."""
 
     async def dependency(request: Request,
                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        if credentials is not None and credentials.scheme.lower() == "bearer":
+            principal = await authenticate(request, credentials.credentials)
+        elif request.cookies.get(COOKIE):
+            check_same_origin(request)
+            principal = await authenticate(request, request.cookies[COOKIE])
+        else:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        principal = await authenticate(request, credentials.credentials)
-        if ROLES.index(principal.role) < minimum:
-            raise HTTPException(403, f"role {principal.role!r} may not do this; needs {role!r} or higher")
+        check_role(principal, role)
         return principal
 
     return dependency
+
+
+def check_role(principal: Principal, role: str) -> None:
+    if ROLES.index(principal.role) < ROLES.index(role):
+        raise HTTPException(403, f"role {principal.role!r} may not do this; needs {role!r} or higher")
+
+
+def check_same_origin(request: Request) -> None:
+    """A cookie rides along on requests other sites make the browser send: a state-changing
+    one must come from a page of ours (SameSite=Strict already stops most of them)."""
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    host = request.headers.get("host", "")
+    if origin is None or origin.split("://", 1)[-1].split("/", 1)[0] != host:
+        raise HTTPException(403, "a cookie-authenticated change must come from the console itself")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, PubAck, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -104,6 +105,17 @@ class Bus:
     async def publish_trace(self, task_id: str, payload: bytes) -> None:
         """Live step traces are ephemeral (core NATS); the store keeps the journal."""
         await self.nc.publish(subjects.trace_subject(task_id), payload)
+
+    @contextlib.asynccontextmanager
+    async def watch_traces(self, task_id: str) -> AsyncIterator[Subscription]:
+        """A subscription to a task's live traces (``await sub.next_msg(timeout=...)``),
+        unsubscribed on leaving."""
+        subscription = await self.nc.subscribe(subjects.trace_subject(task_id))
+        try:
+            yield subscription
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     async def publish_cancel(self, task_id: str) -> None:
         """Ask the worker running ``task_id`` to stop it. Core NATS: a worker that misses it

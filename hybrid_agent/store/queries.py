@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -335,3 +335,30 @@ async def revoke_tokens(session: AsyncSession, *, name: str) -> int:
     result = await session.execute(update(TokenRow).where(TokenRow.name == name, TokenRow.revoked_at.is_(None))
                                    .values(revoked_at=utcnow()))
     return int(result.rowcount)
+
+
+async def counts_by(session: AsyncSession, *, column: Any) -> dict[str, int]:
+    """Rows per value of ``column`` (tasks by status, approvals by status, restores by reason)."""
+    return {str(value): int(n) for value, n in await session.execute(select(column, func.count()).group_by(column))}
+
+
+async def count_rows(session: AsyncSession, *, table: type, where: Any = None) -> int:
+    query = select(func.count()).select_from(table)
+    if where is not None:
+        query = query.where(where)
+    return int(await session.scalar(query) or 0)
+
+
+async def histogram(session: AsyncSession, *, value: Any, bounds: Sequence[float]) -> tuple[list[int], float, int]:
+    """Cumulative counts of ``value`` at or below each bound, its sum and its count, in one
+    query (Prometheus's histogram shape)."""
+    columns = [func.sum(case((value <= bound, 1), else_=0)) for bound in bounds]
+    row = (await session.execute(select(*columns, func.coalesce(func.sum(value), 0.0), func.count(value)))).one()
+    return [int(c or 0) for c in row[:len(bounds)]], float(row[-2] or 0.0), int(row[-1] or 0)
+
+
+async def decided_approval_times(session: AsyncSession, *, limit: int = 10000) -> list[tuple[datetime, datetime]]:
+    """(created, decided) of the latest decided approvals."""
+    query = (select(ApprovalRow.created_at, ApprovalRow.decided_at).where(ApprovalRow.decided_at.is_not(None))
+             .order_by(ApprovalRow.decided_at.desc()).limit(limit))
+    return [(created, decided) for created, decided in await session.execute(query)]

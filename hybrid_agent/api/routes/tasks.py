@@ -1,13 +1,15 @@
-"""Tasks: submit, list, read one with its steps and journal, cancel."""
+"""Tasks: submit, list, read one with its steps and journal, follow it live, cancel."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 
 from hybrid_agent.agents.assembly import sandboxed_commands
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, check_workspace
+from hybrid_agent.api import live
 from hybrid_agent.api.auth import Principal, require
 from hybrid_agent.api.schemas import (
     ErrorOut,
@@ -65,6 +67,19 @@ async def get_task(task_id: str, request: Request, _: Principal = Depends(requir
     return TaskOut(**TaskSummary.model_validate(task).model_dump(),
                    steps=[StepOut.model_validate(s) for s in steps],
                    journal=[JournalOut.model_validate(j) for j in journal])
+
+
+@router.get("/{task_id}/events", responses={200: {"content": {"text/event-stream": {}},
+                                                      "description": "`step` and `status` events until the task ends"},
+                                                404: {"model": ErrorOut}})
+async def task_events(task_id: str, request: Request, _: Principal = Depends(require("viewer"))) -> StreamingResponse:
+    """The task's trace, live (server-sent events): its steps so far, then each new step
+    and status change, until it ends."""
+    async with request.app.state.sessions() as session:
+        if await queries.get_task(session, task_id=task_id) is None:
+            raise HTTPException(404, f"no task {task_id}")
+    return StreamingResponse(live.task_events(request, task_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.post("/{task_id}/cancel", status_code=202, response_model=TaskCancelled,
