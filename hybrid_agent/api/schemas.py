@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def no_nul(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL, and no goal, path or command needs one."""
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
 
 
 class TaskCreate(BaseModel):
@@ -16,6 +23,8 @@ class TaskCreate(BaseModel):
     check: str | None = Field(default=None, min_length=1, max_length=2000,
                               description="shell command run in the workspace after every change; when it "
                                           "fails, the change is rolled back")
+
+    _no_nul = field_validator("goal", "workspace", "check")(no_nul)
 
 
 class TaskCreated(BaseModel):
@@ -133,3 +142,5 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "reject"]
     reason: str = Field(default="", max_length=2000, description="why; the model reads it after a rejection")
+
+    _no_nul = field_validator("reason")(no_nul)

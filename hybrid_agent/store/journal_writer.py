@@ -52,6 +52,9 @@ class JournalWriter:
             log.exception("writing %d journal entries failed", len(entries))
 
     async def close(self) -> None:
+        """Write what is queued. A pending flush is awaited, not cancelled: cancelled inside
+        its transaction, it could leave its connection open mid-transaction, holding locks
+        (PostgreSQL then blocks a DROP or ALTER of the table until the server drops it)."""
         if self._flush is not None:
-            self._flush.cancel()
+            await self._flush
         await self.flush()

@@ -60,12 +60,20 @@ async def test_a_parked_task_shows_what_a_person_needs_to_decide(api, sessions, 
 
 
 async def test_an_approval_sends_the_task_back_and_a_second_decision_is_409(api, sessions, tmp_path, approver):
-    approval_id = await parked_task(sessions, api.app.state.bus, tmp_path)
+    bus = api.app.state.bus
+    announced = await bus.nc.subscribe("ha.approvals.>")
+    approval_id = await parked_task(sessions, bus, tmp_path)
     decided = await api.post(f"/api/approvals/{approval_id}/decision", json={"decision": "approve", "reason": "ok"},
                              headers=approver)
     assert decided.status_code == 200, decided.text
     assert decided.json()["status"] == "approved" and decided.json()["decided_by"] == "bob"
     assert await task_status(sessions, "a1") == "queued"
+    requested, decided_msg = await announced.next_msg(timeout=5), await announced.next_msg(timeout=5)
+    assert (requested.subject, json.loads(requested.data)["status"]) == ("ha.approvals.requested", "pending")
+    assert (decided_msg.subject, json.loads(decided_msg.data)["decided_by"]) == (
+        f"ha.approvals.decided.{approval_id}", "bob")
+    resumed = await bus.js.get_last_msg("TASKS", "ha.tasks.default")
+    assert TaskMessage.model_validate_json(resumed.data).resumed_by == approval_id
     again = await api.post(f"/api/approvals/{approval_id}/decision", json={"decision": "reject"}, headers=approver)
     assert again.status_code == 409 and "already approved" in again.json()["detail"]
     task = (await api.get("/api/tasks/a1")).json()

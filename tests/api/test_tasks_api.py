@@ -79,3 +79,9 @@ async def test_a_viewer_may_read_but_not_submit(api, sessions):
 
 async def test_an_unknown_task_is_404(api):
     assert (await api.get("/api/tasks/nope")).status_code == 404
+
+
+async def test_a_nul_character_is_refused_naming_the_field(api, sessions):
+    response = await api.post("/api/tasks", json={"goal": "tidy\x00up"})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "goal"]
+    assert await stored_counts(api, sessions) == (0, 0)
