@@ -85,3 +85,11 @@ async def test_a_nul_character_is_refused_naming_the_field(api, sessions):
     response = await api.post("/api/tasks", json={"goal": "tidy\x00up"})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "goal"]
     assert await stored_counts(api, sessions) == (0, 0)
+
+
+async def test_readiness_needs_no_token_and_says_which_part_is_down(api):
+    ready = await api.get("/readyz", headers={"Authorization": ""})
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": "ok", "bus": "ok"}
+    await api.app.state.bus.nc.close()   # the bus goes away
+    down = await api.get("/readyz", headers={"Authorization": ""})
+    assert down.status_code == 503 and down.json()["bus"] == "disconnected" and down.json()["store"] == "ok"

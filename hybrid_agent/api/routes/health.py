@@ -1,4 +1,7 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from hybrid_agent.store import queries
 
 router = APIRouter(tags=["health"])
 
@@ -7,3 +10,19 @@ router = APIRouter(tags=["health"])
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers. Needs no token."""
     return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "the store or the bus is not reachable"}})
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the store answers a query and the bus is connected. Needs no token; says
+    which part is down, nothing more."""
+    checks = {"store": "ok", "bus": "ok"}
+    try:
+        async with request.app.state.sessions() as session:
+            await queries.count_tasks(session)
+    except Exception:   # any failure to reach the database: not ready
+        checks["store"] = "unreachable"
+    if not request.app.state.bus.nc.is_connected:
+        checks["bus"] = "disconnected"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
