@@ -59,9 +59,7 @@ async def park(bus: Bus, sessions: async_sessionmaker[AsyncSession], *, task_id:
         pending = {"approval": row["id"], "call": row["tool_call"], "decision": held.decision.as_dict()}
         await queries.await_approval(session, task_id=task_id, pending=pending)
         await queries.add_journal(session, kind="approval.requested", task_id=task_id, detail=pending)
-        stored = await queries.get_approval(session, approval_id=row["id"])
-        assert stored is not None
-        message = json.dumps(approval_record(stored)).encode()
+    message = json.dumps(approval_record(ApprovalRow(**row))).encode()
     await bus.publish_approval(row["id"], message, decided=False)
     return row["id"]
 

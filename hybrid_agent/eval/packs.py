@@ -10,15 +10,19 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hybrid_agent.policies.preflight import SANDBOX_PATH
 
 Split = Literal["train", "test"]
+
+
+R = TypeVar("R")
 
 
 class PackError(ValueError):
@@ -40,23 +44,34 @@ class Task(BaseModel):
 
 def load_pack(path: Path, *, split: Split | None = None) -> list[Task]:
     """The pack's tasks (of one split when given), in file order."""
+    tasks = read_records(path, parse=_parse_line, key=lambda task: task.id, error=PackError,
+                         names=("task pack", "task id", "tasks"))
+    return [t for t in tasks if split is None or t.split == split]
+
+
+def read_records(path: Path, *, parse: Callable[[Path, int, str], R], key: Callable[[R], str],
+                 error: type[Exception], names: tuple[str, str, str]) -> list[R]:
+    """The JSONL file's records in order, blank lines skipped: ``error`` names the file
+    that cannot be read, the line whose key repeats, or a file with none. ``names``: what
+    the file, the key and the records are called in those messages."""
+    file_name, key_name, plural = names
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
-        raise PackError(f"cannot read task pack {path}: {exc.strerror}") from exc
-    tasks: list[Task] = []
+        raise error(f"cannot read {file_name} {path}: {exc.strerror}") from exc
+    records: list[R] = []
     seen: set[str] = set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        task = _parse_line(path, number, line)
-        if task.id in seen:
-            raise PackError(f"{path}:{number}: task id {task.id!r} appears twice")
-        seen.add(task.id)
-        tasks.append(task)
-    if not tasks:
-        raise PackError(f"task pack {path} holds no tasks")
-    return [t for t in tasks if split is None or t.split == split]
+        record = parse(path, number, line)
+        if key(record) in seen:
+            raise error(f"{path}:{number}: {key_name} {key(record)!r} appears twice")
+        seen.add(key(record))
+        records.append(record)
+    if not records:
+        raise error(f"{file_name} {path} holds no {plural}")
+    return records
 
 
 def _parse_line(path: Path, number: int, line: str) -> Task:

@@ -30,7 +30,7 @@ from typing import IO, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from tqdm import tqdm
 
-from hybrid_agent.eval.packs import run_script
+from hybrid_agent.eval.packs import read_records, run_script
 from hybrid_agent.policies.preflight import SANDBOX_PATH
 from hybrid_agent.policies.tool_schema import DEFAULT_TEST_CMD
 
@@ -115,23 +115,8 @@ class Instance(BaseModel):
 
 def load_instances(path: Path) -> list[Instance]:
     """The file's instances in order; a bad line raises :class:`InstanceError` naming it."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InstanceError(f"cannot read instances file {path}: {exc.strerror}") from exc
-    instances: list[Instance] = []
-    seen: set[str] = set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        instance = _parse_line(path, number, line)
-        if instance.instance_id in seen:
-            raise InstanceError(f"{path}:{number}: instance_id {instance.instance_id!r} appears twice")
-        seen.add(instance.instance_id)
-        instances.append(instance)
-    if not instances:
-        raise InstanceError(f"instances file {path} holds no instances")
-    return instances
+    return read_records(path, parse=_parse_line, key=lambda instance: instance.instance_id, error=InstanceError,
+                        names=("instances file", "instance_id", "instances"))
 
 
 def _parse_line(path: Path, number: int, line: str) -> Instance:

@@ -26,10 +26,6 @@ class ScopeLease:
         self.path = leases_dir / f"{scope_key(scope)}.lock"
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> ScopeLease:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

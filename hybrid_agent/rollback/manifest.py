@@ -187,10 +187,23 @@ def walk(top: Path | str, st_top: os.stat_result, *, prefix: str = "") -> Iterat
                 stack.append((rel + "/", child.path, st))
 
 
+def entry_type(st: os.stat_result) -> str:
+    """What a manifest calls the entry ``st`` describes; sockets and devices are ``special``."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return FILE
+    if stat.S_ISDIR(mode):
+        return DIR
+    if stat.S_ISLNK(mode):
+        return SYMLINK
+    return FIFO if stat.S_ISFIFO(mode) else SPECIAL
+
+
 def _entry(path: str, st: os.stat_result, objects: ObjectStore, stats: ScanStats) -> Entry | None:
-    kind, mode = st.st_mode, stat.S_IMODE(st.st_mode)
-    common = {"mode": mode, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "ctime_ns": st.st_ctime_ns}
-    if stat.S_ISREG(kind):
+    kind = entry_type(st)
+    common = {"mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
+              "ctime_ns": st.st_ctime_ns}
+    if kind == FILE:
         try:
             with lend_bits(path, st, stat.S_IRUSR):
                 digest, stored = objects.put_file(path)
@@ -200,13 +213,9 @@ def _entry(path: str, st: os.stat_result, objects: ObjectStore, stats: ScanStats
         stats.bytes_read += st.st_size
         stats.bytes_stored += stored
         return Entry(FILE, size=st.st_size, digest=digest, **common)
-    if stat.S_ISDIR(kind):
-        return Entry(DIR, **common)
-    if stat.S_ISLNK(kind):
+    if kind == SYMLINK:
         return Entry(SYMLINK, target=os.readlink(path), **common)
-    if stat.S_ISFIFO(kind):
-        return Entry(FIFO, **common)
-    return Entry(SPECIAL, **common)   # sockets and devices: recorded, never recreated or removed
+    return Entry(kind, **common)   # sockets and devices (special): recorded, never recreated or removed
 
 
 @contextmanager

@@ -5,6 +5,7 @@ a redelivered task; and garbage collection of contents past retention."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,10 +38,9 @@ async def roll_back_snapshot(sessions: Sessions, store: SnapshotStore, *, snapsh
     compensations = [compensation_from_row(c) for c in pending]
 
     def restore() -> Restore:
-        if lease_held:
-            return roll_back(store, snapshot, compensations=compensations, run=run, reason=reason,
-                             requested_by=requested_by, step=snapshot.step)
-        with store.lease(snapshot.scope, holder=f"a rollback to {snapshot.id} ({reason})"):
+        lease = contextlib.nullcontext() if lease_held else store.lease(
+            snapshot.scope, holder=f"a rollback to {snapshot.id} ({reason})")
+        with lease:
             return roll_back(store, snapshot, compensations=compensations, run=run, reason=reason,
                              requested_by=requested_by, step=snapshot.step)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid_agent.rollback.errors import RollbackError, SnapshotMissing
-from hybrid_agent.rollback.manifest import DIR, FIFO, FILE, SPECIAL, SYMLINK, Entry, Manifest, blocked_by, covered, lend_bits
+from hybrid_agent.rollback.manifest import DIR, FIFO, FILE, SPECIAL, SYMLINK, Entry, Manifest, blocked_by, covered, entry_type, lend_bits
 from hybrid_agent.rollback.objects import ObjectStore
 
 TEMP_PREFIX = ".ha-restore-"
@@ -39,11 +39,6 @@ class RestoreReport:
                  "metadata": self.metadata}
         return {**{k: len(v) for k, v in kinds.items()}, "bytes_written": self.bytes_written,
                 "paths": {k: sorted(v)[:SHOWN] for k, v in kinds.items() if v}}
-
-    def describe(self) -> str:
-        parts = [f"{len(v)} {k}" for k, v in (("recreated", self.created), ("rewritten", self.modified),
-                                              ("removed", self.removed), ("mode/mtime fixed", self.metadata)) if v]
-        return ", ".join(parts) or "nothing to restore"
 
 
 def restore(manifest: Manifest, objects: ObjectStore) -> RestoreReport:
@@ -91,21 +86,10 @@ def _own_writable(path: Path, st: os.stat_result | None = None) -> None:
         os.chmod(path, stat.S_IMODE(st.st_mode) | bits)
 
 
-def _kind(st: os.stat_result) -> str:
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        return FILE
-    if stat.S_ISDIR(mode):
-        return DIR
-    if stat.S_ISLNK(mode):
-        return SYMLINK
-    return FIFO if stat.S_ISFIFO(mode) else SPECIAL
-
-
 def _remove_extra(scope: Path, manifest: Manifest, current: dict[str, os.stat_result], report: RestoreReport) -> None:
     """Entries created since the snapshot, or whose type changed, go; children first."""
     for rel in sorted(current, reverse=True):
-        entry, kind = manifest.entries.get(rel), _kind(current[rel])
+        entry, kind = manifest.entries.get(rel), entry_type(current[rel])
         if entry is not None and (entry.type == kind or entry.type == SPECIAL):
             continue
         path = scope / rel

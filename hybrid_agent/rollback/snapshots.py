@@ -122,11 +122,12 @@ class SnapshotStore:
         latest = set()
         for pointer in self.scopes.iterdir():
             try:
-                scope = self.manifest(pointer.read_text().strip()).scope
+                digest = pointer.read_text().strip()
+                scope = self.manifest(digest).scope
             except (OSError, SnapshotMissing, RollbackError, ValueError):
                 scope = None
             if scope is not None and Path(scope).is_dir():
-                latest.add(pointer.read_text().strip())
+                latest.add(digest)
             else:
                 pointer.unlink(missing_ok=True)
         return latest
