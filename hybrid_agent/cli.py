@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
+from hybrid_agent.bus.messages import Event
 from hybrid_agent.config import ABLATIONS, Settings
+from hybrid_agent.triggers.rules import RuleFile, RulesError, decide, load_rules
 
 if TYPE_CHECKING:  # heavy imports only where a command needs them
     from hybrid_agent.eval.harness import EvalOptions
@@ -78,12 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker = command("worker", cmd_worker, "run a worker (needs HA_NATS_URL)")
     worker.add_argument("--ablation", choices=ABLATIONS, help="hybrid model parts to run (default: HA_ABLATION or full)")
     command("router", cmd_router, "run the event router (needs HA_NATS_URL)")
+    command("triggers", cmd_triggers, "run the file and cron triggers of the rules file (needs HA_NATS_URL; one "
+            "process of the cluster publishes, elected by a lease)")
+    rules = command("rules", cmd_rules, "check the rules file, or show what it decides for an event")
+    rules.add_argument("action", choices=["check", "test"], help="check: validate the file; test: decide an event")
+    rules.add_argument("event", nargs="?", type=Path, help="test: an event as JSON ({source, kind, payload})")
+    rules.add_argument("--rules", type=Path, help="rules file (default: HA_RULES_FILE or <data dir>/rules.yaml)")
+    rules.add_argument("--json", action="store_true", help="print the decisions as JSON")
 
     submit = command("submit", cmd_submit, "submit a task to a running API")
     submit.add_argument("goal", help="what to achieve, in plain language")
     submit.add_argument("--workspace", help="directory to work in (under an allowed root)")
     submit.add_argument("--check", metavar="CMD",
                         help="shell command run in the workspace after every change; a change it fails is rolled back")
+    submit.add_argument("--dry-run", action="store_true",
+                        help="work on a scratch copy; the predicted change set waits for approval to be applied")
     submit.add_argument("--wait", action="store_true", help="print the trace as it happens and wait for the end")
     submit.add_argument("--json", action="store_true", help="print the task as JSON")
     submit.add_argument("--url", help="API URL (default: from HA_API_HOST/HA_API_PORT)")
@@ -183,7 +194,11 @@ def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool
             if "api" in components:
                 jobs.append(runtime.serve_api(configured, svc, stop))
             if "router" in components:
-                jobs.append(runtime.run_router(svc, stop))
+                jobs.append(runtime.run_router(configured, svc, stop))
+            if "triggers" in components:
+                jobs.append(runtime.run_triggers(configured, svc, stop))
+            if components & {"api", "triggers"}:   # events they stored while the bus was down
+                jobs.append(runtime.run_outbox(configured, svc, stop))
             if "worker" in components:
                 jobs.append(runtime.run_worker(configured, svc, stop))
             await runtime.run_until_stopped(stop, *jobs)
@@ -214,7 +229,9 @@ def _check_worker_setup(settings: Settings) -> None:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _run_services(settings, {"api", "router", "worker"}, embedded_ok=True)
+    _rules(settings.rules_path, sources=settings.triggers)
+    _run_services(settings, {"api", "router", "worker"} | ({"triggers"} if settings.triggers else set()),
+                  embedded_ok=True)
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
@@ -226,7 +243,66 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_router(args: argparse.Namespace, settings: Settings) -> None:
+    _rules(settings.rules_path)   # a bad rules file is one line, before anything starts
     _run_services(settings, {"router"}, embedded_ok=False)
+
+
+def cmd_triggers(args: argparse.Namespace, settings: Settings) -> None:
+    _rules(settings.rules_path, sources=True)
+    _run_services(settings, {"triggers"}, embedded_ok=False)
+
+
+def _rules(path: Path | None, *, sources: bool = False) -> RuleFile:
+    """The rules file, checked; with ``sources``, its watches and schedules too."""
+    try:
+        rules = load_rules(path)
+        if sources:
+            from hybrid_agent.triggers.service import check_sources
+            check_sources(rules)
+    except (RulesError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    return rules
+
+
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    path = args.rules or settings.rules_path
+    rules = _rules(path)
+    if args.action == "check":
+        print(f"{path or '(no rules file)'}: {len(rules.rules)} rules, {len(rules.schedules)} schedules, "
+              f"{len(rules.watches)} watches; valid")
+        return 0
+    if args.event is None:
+        raise CLIError("rules test needs an event file: hybrid-agent rules test EVENT.json")
+    event = _event_file(args.event)
+    decisions = decide(event, rules)
+    if args.json:
+        print(json.dumps([{**d.record(), "task": d.task, "cooldown": d.cooldown and {
+            "resource": d.cooldown[0], "until": d.cooldown[1].isoformat()}} for d in decisions], indent=2, default=str))
+    else:
+        print(f"event {event.source}.{event.kind} ({path or 'no rules file'}); nothing is run, cooldowns are not "
+              "consulted")
+        for d in decisions:
+            print(f"  {'MATCH' if d.matched else 'no   '}  {d.rule:<24} {'; '.join(d.why)}")
+            if d.task:
+                print(f"         -> task {d.task['id']}: {d.task['goal'][:200]}")
+                extras = {k: d.task.get(k) for k in ("template", "workspace", "queue", "priority", "dry_run")}
+                print("            " + ", ".join(f"{k}={v}" for k, v in extras.items() if v not in (None, False)))
+    return 0 if any(d.matched for d in decisions) else 1
+
+
+def _event_file(path: Path) -> Event:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise CLIError(f"cannot read event file {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"event file {path} is not JSON: {exc}") from exc
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise CLIError(f"event file {path}: {where}: {first['msg']}") from exc
 
 
 def _client(args: argparse.Namespace, settings: Settings) -> httpx.Client:
@@ -252,7 +328,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     workspace = str(Path(args.workspace).expanduser().absolute()) if args.workspace else None
     with _client(args, settings) as client:
         created = _request(client, "POST", "/api/tasks", json={"goal": args.goal, "workspace": workspace,
-                                                              "check": args.check})
+                                                              "check": args.check, "dry_run": args.dry_run})
         if not args.wait:
             print(json.dumps(created) if args.json else f"task {created['id']} {created['status']}")
             return 0

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
     approval_ttl_s: float = Field(default=3600.0, gt=0, description="a held call not decided within this expires "
                                   "(expiry = reject)")
 
+    rules_file: Path | None = Field(default=None, description="rules YAML (events -> tasks, schedules, file "
+                                    "watches); unset: <data dir>/rules.yaml when present")
+    triggers: bool = Field(default=True, description="run the file and cron trigger sources in this process "
+                           "(one process of the cluster publishes: a lease elects it)")
+    trigger_lease_ttl_s: float = Field(default=10.0, gt=0, description="the trigger leader's lease; another "
+                                       "process takes over this long after the leader dies")
+    outbox_flush_s: float = Field(default=2.0, gt=0, description="how often events stored while the bus was "
+                                  "unreachable are published again")
+    webhook_secret_github: SecretStr | None = Field(default=None, description="GitHub webhook secret "
+                                                    "(X-Hub-Signature-256); unset refuses /hooks/github")
+    webhook_secret_generic: SecretStr | None = Field(default=None, description="HMAC secret of /hooks/generic "
+                                                     "(X-HA-Signature); unset refuses it")
+    webhook_token_alertmanager: SecretStr | None = Field(default=None, description="bearer token or "
+                                                         "user:password Alertmanager sends; unset refuses it")
+    # Half of NATS's default 1 MiB message limit: the event carries the body and the fields read from it.
+    webhook_max_body_bytes: int = Field(default=524_288, ge=1024, description="larger webhook bodies get 413")
+    webhook_max_age_s: float = Field(default=300.0, gt=0, description="older X-HA-Timestamp values are refused")
+    webhook_rate_per_min: int = Field(default=600, ge=1, description="webhook requests per source per minute "
+                                      "before 429")
+
     ack_wait_s: float = Field(default=60.0, gt=0, description="JetStream ack wait before redelivery")
     max_deliver: int = Field(default=3, ge=1, description="deliveries before a task goes to dead letter")
     nak_delay_s: float = Field(default=2.0, ge=0, description="redelivery delay after a transient error")
@@ -107,6 +127,13 @@ class Settings(BaseSettings):
     def rollback_dir(self) -> Path:
         """Snapshot contents, manifests and scope leases."""
         return self.data_dir / "rollback"
+
+    @property
+    def rules_path(self) -> Path | None:
+        if self.rules_file is not None:
+            return self.rules_file.expanduser()
+        default = self.data_dir / "rules.yaml"
+        return default if default.is_file() else None
 
     @property
     def admin_token_file(self) -> Path:

@@ -16,7 +16,10 @@ from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.embedded import EmbeddedNats
 from hybrid_agent.config import Settings
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
+from hybrid_agent.triggers.outbox import Outbox
 from hybrid_agent.triggers.router import Router
+from hybrid_agent.triggers.rules import load_rules
+from hybrid_agent.triggers.service import run_trigger_sources
 
 
 
@@ -54,8 +57,16 @@ async def serve_api(settings: Settings, svc: Services, stop: asyncio.Event) -> N
     await serving
 
 
-async def run_router(svc: Services, stop: asyncio.Event) -> None:
-    await Router(svc.bus, svc.sessions).run(stop)
+async def run_router(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
+    await Router(svc.bus, svc.sessions, rules=load_rules(settings.rules_path)).run(stop)
+
+
+async def run_triggers(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
+    await run_trigger_sources(settings, svc.bus, svc.sessions, stop)
+
+
+async def run_outbox(settings: Settings, svc: Services, stop: asyncio.Event) -> None:
+    await Outbox(svc.bus, svc.sessions).run(stop, interval_s=settings.outbox_flush_s)
 
 
 async def run_worker(settings: Settings, svc: Services, stop: asyncio.Event) -> None:

@@ -4,11 +4,13 @@ a test that needs one fails (never skips) when it is missing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from nats.js.errors import NotFoundError
@@ -93,6 +95,29 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 
 
 @pytest.fixture
+async def embedded_bus(embedded_nats: str) -> AsyncIterator[Bus]:
+    """A bus on the test's own embedded NATS, for tests not about which NATS."""
+    bus = await Bus.connect(embedded_nats)
+    yield bus
+    await bus.close()
+
+
+@contextlib.asynccontextmanager
+async def admin_client(settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                       bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process (ASGI) on ``bus`` and the store, with an admin token."""
+    from hybrid_agent.api.app import Services, create_app
+    from hybrid_agent.api.auth import ensure_admin_token
+
+    app = create_app(settings, Services(bus=bus, sessions=sessions))
+    token = await ensure_admin_token(sessions, settings.admin_token_file)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+    await app.state.journal.close()
+
+
+@pytest.fixture
 def make_worker(settings, bus, sessions):
     """A worker on the test's bus and store, the LLM given, commands under the rlimit sandbox."""
     from hybrid_agent.agents.sandbox import make_sandbox
@@ -111,14 +136,5 @@ def make_worker(settings, bus, sessions):
 @pytest.fixture
 async def api_on_bus(settings, sessions, bus):
     """The API in-process (ASGI) on the same bus and store as the test's workers, as admin."""
-    import httpx
-
-    from hybrid_agent.api.app import Services, create_app
-    from hybrid_agent.api.auth import ensure_admin_token
-
-    app = create_app(settings, Services(bus=bus, sessions=sessions))
-    token = await ensure_admin_token(sessions, settings.admin_token_file)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with admin_client(settings, sessions, bus) as client:
         yield client
-    await app.state.journal.close()

@@ -39,7 +39,7 @@ def diff_of(call: ToolCall, workspace: Path) -> str | None:
 
 def approval_record(row: ApprovalRow) -> dict[str, Any]:
     """An approval as published on the bus (and as the API shows it)."""
-    return {"id": row.id, "task_id": row.task_id, "status": row.status, "tool_call": row.tool_call,
+    return {"id": row.id, "task_id": row.task_id, "kind": row.kind, "status": row.status, "tool_call": row.tool_call,
             "risk": row.risk, "reasons": row.reasons, "requested_by": row.requested_by,
             "expires_at": row.expires_at.isoformat(), "decided_by": row.decided_by, "reason": row.reason}
 
@@ -50,7 +50,7 @@ async def park(bus: Bus, sessions: async_sessionmaker[AsyncSession], *, task_id:
     now = datetime.now(timezone.utc)
     async with sessions.begin() as session:
         task = await queries.get_task(session, task_id=task_id)
-        row = {"id": new_id(), "task_id": task_id, "step": held.step, "status": "pending",
+        row = {"id": new_id(), "task_id": task_id, "step": held.step, "status": "pending", "kind": "call",
                "tool_call": held.call.model_dump(), "diff": diff_of(held.call, workspace),
                "risk": held.decision.risk.value, "reasons": list(held.decision.reasons), "scores": held.scores,
                "snapshot_id": snapshot_id, "requested_by": task.requested_by if task else None, "created_at": now,
@@ -61,6 +61,29 @@ async def park(bus: Bus, sessions: async_sessionmaker[AsyncSession], *, task_id:
         await queries.add_journal(session, kind="approval.requested", task_id=task_id, detail=pending)
     message = json.dumps(approval_record(ApprovalRow(**row))).encode()
     await bus.publish_approval(row["id"], message, decided=False)
+    return row["id"]
+
+
+async def park_change_set(bus: Bus, sessions: async_sessionmaker[AsyncSession], *, task_id: str,
+                          change_set: dict[str, Any], summary: str, ttl_s: float) -> str:
+    """Park the task on a change set it proposes (a dry run's prediction, a CI fix):
+    approval applies exactly that."""
+    now = datetime.now(timezone.utc)
+    files = [item["path"] for item in change_set.get("files", [])]
+    call = {"tool": "apply_change_set", "args": {"apply": change_set["apply"], "files": files[:200],
+                                                 "branch": change_set.get("branch")}}
+    async with sessions.begin() as session:
+        task = await queries.get_task(session, task_id=task_id)
+        row = {"id": new_id(), "task_id": task_id, "step": 0, "status": "pending", "kind": "change_set",
+               "tool_call": call, "change_set": change_set, "diff": (change_set.get("diff") or "")[:DIFF_MAX_CHARS],
+               "risk": "medium", "reasons": [summary], "scores": {}, "snapshot_id": None,
+               "requested_by": task.requested_by if task else None, "created_at": now,
+               "expires_at": now + timedelta(seconds=ttl_s)}
+        await queries.add_approval(session, approval=row)
+        pending = {"approval": row["id"], "call": call, "decision": {"summary": summary}}
+        await queries.await_approval(session, task_id=task_id, pending=pending)
+        await queries.add_journal(session, kind="approval.requested", task_id=task_id, detail=pending)
+    await bus.publish_approval(row["id"], json.dumps(approval_record(ApprovalRow(**row))).encode(), decided=False)
     return row["id"]
 
 

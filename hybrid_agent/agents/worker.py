@@ -19,6 +19,8 @@ from hybrid_agent.agents.experts import Playbook, make_experts
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
 from hybrid_agent.agents.assembly import Undo, build_loop, command_runner, tool_runner
 from hybrid_agent.agents import approvals
+from hybrid_agent.agents.task_flow import ChangeSetDecision, Preparation, TaskFlow, TaskSpec
+from hybrid_agent.agents.templates import NothingToDo, TemplateFailed
 from hybrid_agent.agents.loop import (AgentExit, AgentLoop, Cancelled, HumanDecision, Interrupted, NeedsApproval,
                                       StepRecord)
 from hybrid_agent.agents.sandbox import Sandbox
@@ -29,7 +31,7 @@ from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm.base import LLM
 from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
-from hybrid_agent.policies.policy_file import Policy, load_policy
+from hybrid_agent.policies.policy_file import Policy, PolicyError, load_policy
 from hybrid_agent.policies.tool_schema import ToolCall
 from hybrid_agent.rollback import journal as rollback_journal
 from hybrid_agent.rollback.errors import RollbackError, ScopeBusy
@@ -66,6 +68,9 @@ class Worker:
         self.llm = llm
         self.sandbox = sandbox
         self.snapshots = SnapshotStore(settings.rollback_dir)
+        self.flow = TaskFlow(sessions, self.snapshots, scratch_dir=settings.data_dir / "scratch",
+                             patches_dir=settings.data_dir / "patches")
+        self.policies: dict[str, Policy] = {}   # rules' policy files (profiles), loaded once each
         self.cancel_requests: set[str] = set()   # tasks a person cancelled while they ran
         self.limits = ConsumerLimits(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
         self.stop = asyncio.Event()
@@ -129,7 +134,7 @@ class Worker:
         async with self.sessions() as session:
             task = await queries.get_task(session, task_id=message.task_id)
             if task is not None and task.status not in queries.NOT_RUNNABLE:
-                goal, requested, check_cmd = task.goal, task.workspace, task.check_cmd
+                spec = TaskSpec.of(task)
                 if task.cancel_requested_at is not None:   # asked while another worker ran it
                     self.cancel_requests.add(task.id)
                 done_steps = len(await queries.get_steps(session, task_id=task.id))
@@ -138,11 +143,12 @@ class Worker:
                                 {"seq": delivery.stream_seq, "deliveries": delivery.count})
             return True
         try:
-            workspace = resolve_workspace(requested, settings=self.settings, task_id=message.task_id)
-        except WorkspaceNotAllowed as exc:
+            workspace = resolve_workspace(spec.workspace, settings=self.settings, task_id=message.task_id)
+            policy = self._policy_for(spec)
+        except (WorkspaceNotAllowed, PolicyError) as exc:
             await self._finish(message.task_id, "failed", None, str(exc))
             return True
-        refused = self._refused_check(check_cmd, workspace)
+        refused = self._refused_check(spec.check_cmd, workspace, policy)
         if refused:
             await self._finish(message.task_id, "failed", None, refused)
             return True
@@ -152,12 +158,12 @@ class Worker:
                                f"{self.settings.max_seconds:.0f}s (another task holds it)")
             return True
         try:
-            return await self._run_leased(message, delivery, goal, workspace, check_cmd, done_steps)
+            return await self._run_leased(message, delivery, spec, workspace, done_steps)
         finally:
             lease.release()
 
-    async def _run_leased(self, message: TaskMessage, delivery: Delivery, goal: str, workspace: Path,
-                          check_cmd: str | None, done_steps: int) -> bool:
+    async def _run_leased(self, message: TaskMessage, delivery: Delivery, spec: TaskSpec, workspace: Path,
+                          done_steps: int) -> bool:
         async with self.sessions.begin() as session:
             # start_task re-checks under a row lock: the task may have ended since the read.
             if await queries.start_task(session, task_id=message.task_id, isolation=self.sandbox.isolation,
@@ -165,7 +171,7 @@ class Worker:
                 return True
             await queries.add_journal(session, kind="task.delivered", task_id=message.task_id, detail={
                 "stream": "TASKS", "seq": delivery.stream_seq, "deliveries": delivery.count,
-                "isolation": self.sandbox.isolation, "policy": self.policy.version, "llm": self.llm.name,
+                "isolation": self.sandbox.isolation, "policy": self._policy_for(spec).version, "llm": self.llm.name,
                 **self.hybrid.record()})
         await self._publish_status(message.task_id, "running")
         cannot_resume = await self._undo_interrupted_step(message.task_id, done_steps)
@@ -173,27 +179,77 @@ class Worker:
             await self._finish(message.task_id, "failed", None, f"cannot resume: {cannot_resume}")
             return True
         if message.task_id in self.cancel_requests:
-            exit_: AgentExit = Cancelled("cancelled before it resumed")
-        else:
-            decided = await self._decision_to_act_on(message.task_id)
-            exit_ = await asyncio.to_thread(self._agent(message.task_id, workspace, check_cmd).run, goal, workspace,
-                                            resume_from=done_steps, decided=decided)
+            await self._end(spec, workspace, Cancelled("cancelled before it resumed"))
+            return True
+        decided = await self._decision_to_act_on(message.task_id)
+        if isinstance(decided, ChangeSetDecision):
+            await self._settle(spec, workspace, decided)
+            return True
+        prep = await self._prepare(spec, workspace)
+        if prep is None:
+            return True
+        workdir = Path(prep.workdir)
+        exit_ = await asyncio.to_thread(self._agent(spec, workdir).run, prep.goal, workdir,
+                                        resume_from=done_steps, decided=decided)
         if isinstance(exit_, Interrupted):
             await self._hand_back(message.task_id, exit_.summary)
             return False
         if isinstance(exit_, NeedsApproval):
-            await self._await_approval(message.task_id, exit_, workspace)
-            return True
-        await self._end(message.task_id, workspace, exit_)
+            await self._await_approval(message.task_id, exit_, workdir)
+        elif exit_.success and spec.shaped:
+            await self._conclude(spec, workspace, prep, exit_)
+        else:
+            await self._end(spec, workspace, exit_)
         return True
 
-    async def _end(self, task_id: str, workspace: Path, exit_: AgentExit) -> None:
+    async def _prepare(self, spec: TaskSpec, workspace: Path) -> Preparation | None:
+        """The task's preparation, or None when it ended the task (nothing to do, or the
+        template could not go on)."""
+        try:
+            return await self.flow.prepare(spec, workspace, self._command_runner)
+        except NothingToDo as exc:
+            await self._finish(spec.id, "succeeded", {"summary": str(exc), "success": True}, None)
+        except (TemplateFailed, RollbackError) as exc:
+            await self._finish(spec.id, "failed", None, str(exc))
+        self.flow.discard_scratch(spec)
+        return None
+
+    async def _conclude(self, spec: TaskSpec, workspace: Path, prep: Preparation, exit_: AgentExit) -> None:
+        """A shaped task whose loop succeeded: verify, then end it or park it on its change set."""
+        outcome = await self.flow.conclude(spec, workspace, prep, self._command_runner(Path(prep.workdir)))
+        if not outcome.success:
+            await self._end(spec, workspace, AgentExit(outcome.summary))
+            return
+        if outcome.change_set is None:
+            self.flow.discard_scratch(spec)
+            await self._finish(spec.id, "succeeded", {"summary": outcome.summary, "success": True, **outcome.result},
+                               None)
+            return
+        await approvals.park_change_set(self.bus, self.sessions, task_id=spec.id, change_set=outcome.change_set,
+                                        summary=outcome.summary, ttl_s=self.settings.approval_ttl_s)
+        await self._publish_status(spec.id, "awaiting_approval")
+
+    async def _settle(self, spec: TaskSpec, workspace: Path, decided: ChangeSetDecision) -> None:
+        """Apply an approved change set, or keep a rejected one in the task's result."""
+        try:
+            result = await self.flow.settle(spec, workspace, decided)
+        except (RollbackError, TemplateFailed) as exc:
+            await self._finish(spec.id, "failed", {"applied": False, "error": str(exc)}, f"not applied: {exc}")
+            return
+        finally:
+            self.flow.discard_scratch(spec)
+        summary = "change set applied" if result["applied"] else f"change set not applied: {decided.reason}"
+        await self._finish(spec.id, "succeeded", {"summary": summary, "success": True, **result}, None)
+
+    async def _end(self, spec: TaskSpec, workspace: Path, exit_: AgentExit) -> None:
         """The task's final record. A failed or cancelled task's changes are undone first:
         a failed one then ends ``rolled_back``, a cancelled one stays ``cancelled``, and
-        its result says what the rollback did."""
+        its result says what the rollback did. (A dry run changed only its scratch copy.)"""
+        task_id = spec.id
         result: dict = {"summary": exit_.summary, "success": exit_.success}
         status = exit_.status
-        if status in ("failed", "cancelled") and self.settings.rollback_failed_tasks:
+        self.flow.discard_scratch(spec)
+        if status in ("failed", "cancelled") and self.settings.rollback_failed_tasks and not spec.dry_run:
             try:
                 restore = await self._undo_task(task_id, workspace, reason=f"task_{status}")
             except RollbackError as exc:   # e.g. its snapshot expired: the task ends as it is, and says so
@@ -206,8 +262,9 @@ class Worker:
         await self._finish(task_id, status, result, None if exit_.success else exit_.summary)
         self.cancel_requests.discard(task_id)
 
-    def _agent(self, task_id: str, workspace: Path, check_cmd: str | None) -> AgentLoop:
+    def _agent(self, spec: TaskSpec, workspace: Path) -> AgentLoop:
         loop = asyncio.get_running_loop()
+        task_id = spec.id
 
         def journal(record: StepRecord) -> None:
             # Called from the agent's thread: the step is stored before the next one starts.
@@ -218,16 +275,26 @@ class Worker:
             asyncio.run_coroutine_threadsafe(self._save_rollback(record), loop).result(timeout=60)
 
         assert self.hybrid is not None
-        undo = Undo(self.snapshots, journal_rollback, task_id=task_id, check_cmd=check_cmd)
-        return build_loop(self.settings, workspace=workspace, llm=self.llm, sandbox=self.sandbox, policy=self.policy,
+        undo = Undo(self.snapshots, journal_rollback, task_id=task_id, check_cmd=spec.check_cmd)
+        settings = self.settings.model_copy(update=spec.budgets) if spec.budgets else self.settings
+        return build_loop(settings, workspace=workspace, llm=self.llm, sandbox=self.sandbox,
+                          policy=self._policy_for(spec),
                           hybrid=self.hybrid, journal=journal, classifier=self.classifier, stopping=self.stop.is_set,
                           undo=undo, cancelled=lambda: task_id in self.cancel_requests)
 
-    def _refused_check(self, check_cmd: str | None, workspace: Path) -> str | None:
+    def _policy_for(self, spec: TaskSpec) -> Policy:
+        """The task's policy: its rule's profile (a policy file), else the worker's."""
+        if spec.policy is None:
+            return self.policy
+        if spec.policy not in self.policies:
+            self.policies[spec.policy] = load_policy(Path(spec.policy))
+        return self.policies[spec.policy]
+
+    def _refused_check(self, check_cmd: str | None, workspace: Path, policy: Policy) -> str | None:
         """A task's check runs after every change without a human: the policy must allow it outright."""
         if not check_cmd:
             return None
-        engine = PolicyEngine(self.policy, scopes=[workspace], test_cmd=self.settings.test_cmd)
+        engine = PolicyEngine(policy, scopes=[workspace], test_cmd=self.settings.test_cmd)
         decision = engine.check({"tool": "shell", "args": {"cmd": check_cmd}})
         if decision.decision == "allow":
             return None
@@ -329,14 +396,17 @@ class Worker:
                              snapshot_id=snapshot.id if snapshot else None, ttl_s=self.settings.approval_ttl_s)
         await self._publish_status(task_id, "awaiting_approval")
 
-    async def _decision_to_act_on(self, task_id: str) -> HumanDecision | None:
-        """The person's decision on the call the task was parked on, if it has not acted on it yet."""
+    async def _decision_to_act_on(self, task_id: str) -> HumanDecision | ChangeSetDecision | None:
+        """The person's decision on what the task was parked on (a call, or a change set),
+        if it has not acted on it yet."""
         async with self.sessions.begin() as session:
             row = await queries.decision_to_resume(session, task_id=task_id)
             if row is None:
                 return None
             await queries.mark_approval_resumed(session, approval_id=row.id)
         reason = row.reason or ("it expired before anyone decided" if row.status == "expired" else "")
+        if row.kind == "change_set":
+            return ChangeSetDecision(row.change_set or {}, row.status == "approved", reason)
         return HumanDecision(ToolCall.model_validate(row.tool_call), row.status == "approved", reason)
 
     async def _hand_back(self, task_id: str, reason: str) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.api.auth import TokenCache
 from hybrid_agent.api import console
-from hybrid_agent.api.routes import approvals, health, metrics, snapshots, tasks
+from hybrid_agent.api.routes import approvals, events, health, hooks, metrics, schedules, snapshots, tasks
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.config import Settings
 from hybrid_agent.store import queries
@@ -62,7 +62,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(snapshots.router)
     app.include_router(approvals.router)
+    app.include_router(events.router)
     app.include_router(metrics.router)
+    app.include_router(hooks.router)
+    app.include_router(schedules.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_exception_handler(console.LoginNeeded, _to_login)
@@ -90,6 +93,7 @@ async def _journal_validation_error(request: Request, exc: RequestValidationErro
 
 
 async def _journal_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    if 400 <= exc.status_code < 500 and exc.status_code != 404:
+    # Not 404 (scanners) nor 429 (a flood would flood the journal too; the limiter counts them).
+    if 400 <= exc.status_code < 500 and exc.status_code not in (404, 429):
         await _journal_incident(request, exc.status_code, exc.detail)
     return await http_exception_handler(request, exc)

@@ -23,6 +23,8 @@ class TaskCreate(BaseModel):
     check: str | None = Field(default=None, min_length=1, max_length=2000,
                               description="shell command run in the workspace after every change; when it "
                                           "fails, the change is rolled back")
+    dry_run: bool = Field(default=False, description="work on a scratch copy of the workspace; the result is the "
+                          "predicted change set, applied only when an approver approves it")
 
     _no_nul = field_validator("goal", "workspace", "check")(no_nul)
 
@@ -76,6 +78,12 @@ class TaskSummary(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     check_cmd: str | None = None
+    event_id: str | None = Field(default=None, description="the event that started it (GET /api/events/{id})")
+    rule: str | None = Field(default=None, description="the rule that started it (none: a user submission)")
+    template: str | None = None
+    params: dict[str, Any] | None = None
+    dry_run: bool = False
+    priority: int = 0
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -88,6 +96,19 @@ class TaskOut(TaskSummary):
 
 class ErrorOut(BaseModel):
     detail: Any
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    source: str
+    kind: str
+    dedup_key: str
+    payload: dict[str, Any]
+    created_at: datetime
+    published_at: datetime | None = Field(description="when the bus acknowledged it; null: it waits in the outbox")
+    routing: list[dict[str, Any]] | None = Field(
+        description="every rule's decision on it: rule, matched, why, task_id (null: not routed yet)")
 
 
 class SnapshotOut(BaseModel):
@@ -121,6 +142,9 @@ class ApprovalOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     task_id: str
+    kind: str = Field(default="call", description="call: a held tool call; change_set: a dry run's predicted "
+                      "changes or a CI fix, applied on approval")
+    change_set: dict[str, Any] | None = Field(default=None, description="kind change_set: files, commands, diff")
     step: int
     status: str = Field(description="pending, approved, rejected or expired")
     tool_call: dict[str, Any]
@@ -144,3 +168,74 @@ class DecisionIn(BaseModel):
     reason: str = Field(default="", max_length=2000, description="why; the model reads it after a rejection")
 
     _no_nul = field_validator("reason")(no_nul)
+
+
+class HookAccepted(BaseModel):
+    """A webhook delivery stored as events (published, or waiting in the outbox for the bus)."""
+    event_ids: list[str] = Field(description="the events this delivery made (Alertmanager: one per alert)")
+    event_id: str = Field(description="the first of them")
+
+
+class HookAnswered(BaseModel):
+    """A webhook delivery that made no new event; one of the fields says why."""
+    pong: bool | None = Field(default=None, description="GitHub's ping, answered")
+    ignored: str | None = Field(default=None, description="why the delivery is not an event (another event "
+                                                          "type, action or conclusion)")
+    duplicate: bool | None = Field(default=None, description="a replayed delivery id: nothing new stored")
+    event_id: str | None = Field(default=None, description="with duplicate: the event stored the first time")
+
+
+# Schedules. (Imports here: this part was added after the rest.)
+import json  # noqa: E402
+
+from hybrid_agent.triggers.cron import parse_cron, zone  # noqa: E402
+
+
+def _valid_cron(value: str) -> str:
+    parse_cron(value, "UTC")   # the fields alone; the zone is checked on its own field
+    return value
+
+
+def _valid_zone(value: str) -> str:
+    zone(value)
+    return value
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$")
+    cron: str = Field(max_length=120, description="5 fields (minute hour day month day-of-week; weekday 0 and 7 "
+                                                  "are Sunday), or 6 with seconds first: */5 * * * * *")
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone the fields are read in")
+    kind: str = Field(default="tick", pattern=r"^[a-z][a-z0-9_-]{0,79}$", description="each firing is an event "
+                                                                                  "cron.<kind>")
+    payload: dict[str, Any] = Field(default_factory=dict, description="the event's payload; the firing adds "
+                                                                      "schedule and scheduled_for")
+    misfire_grace_s: int = Field(default=60, ge=1, le=30 * 86400, description="a run missed (nothing was running) "
+                                 "still fires this long after its time")
+    enabled: bool = True
+
+    _cron = field_validator("cron")(_valid_cron)
+    _zone = field_validator("timezone")(_valid_zone)
+
+    @field_validator("payload")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, allow_nan=False)) > 65536:   # NaN: not JSON, PostgreSQL refuses it
+            raise ValueError("must be at most 64 KiB as JSON")
+        return value
+
+
+class ScheduleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    cron: str
+    timezone: str
+    kind: str
+    payload: dict[str, Any]
+    misfire_grace_s: int
+    enabled: bool
+    origin: str = Field(description="rules (the rules file: change it there) or api")
+    created_by: str | None
+    created_at: datetime
+    next_run_at: datetime | None = Field(default=None, description="when it fires next; none when disabled")

@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hybrid_agent.store.tables import (
     ApprovalRow,
     CompensationRow,
+    CooldownRow,
     EventRow,
     JournalRow,
     RestoreRow,
+    ScheduleRow,
     SnapshotRow,
     StepRow,
     TaskRow,
@@ -34,8 +36,10 @@ async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: 
     """Rows inserted. executemany with one cached statement: a multi-VALUES statement
     would be recompiled for every batch."""
     insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
-    result = await session.execute(insert(table.__table__).on_conflict_do_nothing(), list(rows))
-    return int(result.rowcount)
+    # Counted by RETURNING: psycopg reports no rowcount (-1) for these inserts.
+    statement = insert(table.__table__).on_conflict_do_nothing().returning(*table.__table__.primary_key.columns)
+    result = await session.execute(statement, list(rows))
+    return len(result.all())
 
 
 async def insert_events_and_tasks(
@@ -45,11 +49,24 @@ async def insert_events_and_tasks(
     dedup key). Returns those of ``tasks`` that are still queued, so a caller that crashed
     between commit and publish republishes them on redelivery. Each row has ``id``,
     ``queue`` and ``event_id``."""
+    stored = await insert_events(session, events=events)
+    # An event whose dedup key was stored under another id (a duplicate from outside
+    # JetStream's window) was not inserted, nor may its task be.
+    tasks = [task for task in tasks if task.get("event_id") is None or task["event_id"] in stored
+             or task["event_id"] not in {event["id"] for event in events}]
+    return await insert_tasks(session, tasks=tasks)
+
+
+async def insert_events(session: AsyncSession, *, events: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert events ignoring known ones; the ids of ``events`` now stored (new or not)."""
+    ids = {event["id"] for event in events}
     if events and await _insert_ignoring_duplicates(session, EventRow, events) < len(events):
-        # Some were known: an event whose dedup key was stored under another id (a
-        # duplicate from outside JetStream's window) was not inserted, nor may its task be.
-        stored = set(await session.scalars(select(EventRow.id).where(EventRow.id.in_([e["id"] for e in events]))))
-        tasks = [task for task in tasks if task.get("event_id") is None or task["event_id"] in stored]
+        return set(await session.scalars(select(EventRow.id).where(EventRow.id.in_(list(ids)))))
+    return ids
+
+
+async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]) -> list[Row[tuple[str, str, str | None]]]:
+    """Insert tasks ignoring known ones; those of ``tasks`` still queued."""
     if tasks:
         rows = [{"deliveries": 0, "created_at": utcnow(), **task} for task in tasks]
         await _insert_ignoring_duplicates(session, TaskRow, rows)
@@ -69,6 +86,91 @@ async def insert_event_with_task(session: AsyncSession, *, event: dict[str, Any]
 
 async def event_exists(session: AsyncSession, *, dedup_key: str) -> bool:
     return (await session.scalar(select(EventRow.id).where(EventRow.dedup_key == dedup_key))) is not None
+
+
+async def store_event(session: AsyncSession, *, event: dict[str, Any]) -> str | None:
+    """Store a trigger's event in the outbox; None when its dedup key is known already
+    (a replayed delivery), else its id."""
+    if await _insert_ignoring_duplicates(session, EventRow, [event]) == 1:
+        return str(event["id"])
+    return None
+
+
+async def event_id_for_dedup_key(session: AsyncSession, *, dedup_key: str) -> str | None:
+    return await session.scalar(select(EventRow.id).where(EventRow.dedup_key == dedup_key))
+
+
+async def unpublished_events(session: AsyncSession, *, older_than: datetime, limit: int = 500) -> list[EventRow]:
+    """The outbox: events stored but not acknowledged by the bus, oldest first."""
+    query = (select(EventRow).where(EventRow.published_at.is_(None), EventRow.created_at <= older_than)
+             .order_by(EventRow.created_at, EventRow.id).limit(limit))
+    return list(await session.scalars(query))
+
+
+async def get_event(session: AsyncSession, *, event_id: str) -> EventRow | None:
+    return await session.get(EventRow, event_id)
+
+
+async def list_events(session: AsyncSession, *, source: str | None = None, limit: int = 100) -> list[EventRow]:
+    query = select(EventRow).order_by(EventRow.created_at.desc(), EventRow.id).limit(limit)
+    if source is not None:
+        query = query.where(EventRow.source == source)
+    return list(await session.scalars(query))
+
+
+async def set_event_routing(session: AsyncSession, *, routing: Sequence[tuple[str, list[Any]]]) -> None:
+    """Record each event's rule decisions: (event id, decisions)."""
+    for event_id, decisions in routing:
+        await session.execute(update(EventRow).where(EventRow.id == event_id).values(routing=decisions))
+
+
+async def take_cooldown(session: AsyncSession, *, rule: str, resource: str, until: datetime, now: datetime,
+                        event_id: str) -> bool:
+    """Start the rule's cooldown for the resource; False while an earlier one still runs
+    (the rule must not fire). An expired cooldown is taken over."""
+    row = await session.get(CooldownRow, (rule, resource), with_for_update=True)
+    if row is None:
+        inserted = await _insert_ignoring_duplicates(session, CooldownRow, [
+            {"rule": rule, "resource": resource, "until": until, "event_id": event_id}])
+        return inserted == 1
+    if row.event_id == event_id:   # the same event redelivered: it took the cooldown itself
+        return True
+    result = await session.execute(
+        update(CooldownRow).where(CooldownRow.rule == rule, CooldownRow.resource == resource, CooldownRow.until <= now)
+        .values(until=until, event_id=event_id).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+async def rule_tasks_since(session: AsyncSession, *, rule: str, since: datetime) -> list[Row[tuple[str, str | None]]]:
+    """(id, workspace) of the rule's tasks not ended, or ended after ``since``."""
+    query = select(TaskRow.id, TaskRow.workspace).where(
+        TaskRow.rule == rule, TaskRow.status.not_in(TERMINAL) | (TaskRow.finished_at >= since))
+    return list(await session.execute(query))
+
+
+async def list_schedules(session: AsyncSession) -> list[ScheduleRow]:
+    return list(await session.scalars(select(ScheduleRow).order_by(ScheduleRow.name)))
+
+
+async def get_schedule(session: AsyncSession, *, name: str) -> ScheduleRow | None:
+    return await session.get(ScheduleRow, name)
+
+
+async def upsert_schedule(session: AsyncSession, *, schedule: dict[str, Any]) -> None:
+    row = await session.get(ScheduleRow, schedule["name"])
+    if row is None:
+        session.add(ScheduleRow(created_at=utcnow(), **schedule))
+        return
+    for key, value in schedule.items():
+        setattr(row, key, value)
+
+
+async def delete_schedule(session: AsyncSession, *, name: str) -> bool:
+    row = await session.get(ScheduleRow, name)
+    if row is None:
+        return False
+    await session.delete(row)
+    return True
 
 
 async def mark_events_published(session: AsyncSession, *, event_ids: Sequence[str], at: datetime) -> None:
@@ -94,6 +196,13 @@ async def journal_for_task(session: AsyncSession, *, task_id: str, event_id: str
     if event_id:
         clause = clause | (JournalRow.event_id == event_id)
     return list(await session.scalars(select(JournalRow).where(clause).order_by(JournalRow.at, JournalRow.id)))
+
+
+async def journal_entry(session: AsyncSession, *, task_id: str, kind: str) -> JournalRow | None:
+    """The task's latest journal entry of ``kind``."""
+    query = (select(JournalRow).where(JournalRow.task_id == task_id, JournalRow.kind == kind)
+             .order_by(JournalRow.id.desc()).limit(1))
+    return await session.scalar(query)
 
 
 async def journal_of_kind(session: AsyncSession, *, kind: str, limit: int = 100) -> list[JournalRow]:
@@ -362,3 +471,9 @@ async def decided_approval_times(session: AsyncSession, *, limit: int = 10000) -
     query = (select(ApprovalRow.created_at, ApprovalRow.decided_at).where(ApprovalRow.decided_at.is_not(None))
              .order_by(ApprovalRow.decided_at.desc()).limit(limit))
     return [(created, decided) for created, decided in await session.execute(query)]
+
+
+async def tasks_of_event(session: AsyncSession, *, event_id: str) -> list[TaskRow]:
+    """The tasks made from one event, oldest first."""
+    query = select(TaskRow).where(TaskRow.event_id == event_id).order_by(TaskRow.created_at, TaskRow.id)
+    return list(await session.scalars(query))

@@ -27,6 +27,7 @@ class EventRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The outbox: set once JetStream has acknowledged the publish.
     published_at: Mapped[datetime | None]
+    routing: Mapped[list[Any] | None]   # every rule's decision on this event, and why
 
 
 class TaskRow(Base):
@@ -45,6 +46,13 @@ class TaskRow(Base):
     # A shell command run after each state-changing action; when it fails, the action is undone.
     check_cmd: Mapped[str | None] = mapped_column(Text)
     cancel_requested_at: Mapped[datetime | None]   # asked while running: the worker stops it
+    rule: Mapped[str | None] = mapped_column(String(80))            # the rule that made it
+    template: Mapped[str | None] = mapped_column(String(40))        # ci_remediation, disk_pressure, ...
+    params: Mapped[dict[str, Any] | None]                           # the template's parameters
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)   # work on a scratch copy, apply on approval
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    policy: Mapped[str | None] = mapped_column(Text)                # a rule's policy file (profile)
+    budgets: Mapped[dict[str, Any] | None]                          # max_steps, max_seconds of this task
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -154,6 +162,34 @@ class ApprovalRow(Base):
     decided_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
     resumed_at: Mapped[datetime | None]                           # the task picked the decision up
+    kind: Mapped[str] = mapped_column(String(16), default="call")   # call (a held tool call) or change_set
+    change_set: Mapped[dict[str, Any] | None]                     # kind change_set: what approval applies
+
+
+class CooldownRow(Base):
+    """A rule may not fire again for this resource before ``until``."""
+
+    __tablename__ = "cooldowns"
+    rule: Mapped[str] = mapped_column(String(80), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(200), primary_key=True)
+    until: Mapped[datetime]
+    event_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class ScheduleRow(Base):
+    """A cron schedule whose firings are ``cron`` events; from the rules file or the API."""
+
+    __tablename__ = "schedules"
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]]
+    misfire_grace_s: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    origin: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TokenRow(Base):

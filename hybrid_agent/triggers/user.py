@@ -12,7 +12,7 @@ from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.messages import Event, new_id
 from hybrid_agent.store import queries
 from hybrid_agent.store.journal_writer import JournalWriter
-from hybrid_agent.triggers.rules import default_rule, event_row
+from hybrid_agent.triggers.rules import DEFAULT_RULE, default_rule, event_row
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,11 @@ class Submission:
 async def submit(
     bus: Bus, sessions: async_sessionmaker[AsyncSession], journal: JournalWriter, *, goal: str,
     workspace: str | None, requested_by: str, idempotency_key: str | None = None, check: str | None = None,
+    dry_run: bool = False,
 ) -> Submission:
     event = Event(source="user", kind="task", payload={
         "goal": goal, "workspace": workspace, "task_id": new_id(), "requested_by": requested_by, "check": check,
+        "dry_run": dry_run,
     })
     if idempotency_key:
         event.dedup_key = f"user:{requested_by}:{idempotency_key}"
@@ -37,7 +39,8 @@ async def submit(
         if idempotency_key and await queries.event_exists(session, dedup_key=event.dedup_key):
             existing = await queries.task_for_dedup_key(session, dedup_key=event.dedup_key)
             return Submission(task_id=existing, event_id="", duplicate=True)
-        await queries.insert_event_with_task(session, event=event_row(event), task=task)
+        routing = [{"rule": DEFAULT_RULE, "matched": True, "why": ["a user submission"], "task_id": task["id"]}]
+        await queries.insert_event_with_task(session, event=event_row(event, routing), task=task)
     ack = await bus.publish_event(event)
     journal.add([{"kind": "event.published", "event_id": event.id, "task_id": task["id"],
                   "detail": {"stream": ack.stream, "seq": ack.seq, "source": "user"}}], published_event_ids=[event.id])
