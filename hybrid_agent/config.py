@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     ack_wait_s: float = Field(default=60.0, gt=0, description="JetStream ack wait before redelivery")
     max_deliver: int = Field(default=3, ge=1, description="deliveries before a task goes to dead letter")
     nak_delay_s: float = Field(default=2.0, ge=0, description="redelivery delay after a transient error")
+    task_stale_s: float = Field(default=900.0, gt=0, description="a running task whose worker sent no heartbeat "
+                                "for this long goes back to the queue (its worker vanished and its message with it)")
 
     @field_validator("data_dir")
     @classmethod

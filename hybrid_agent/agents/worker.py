@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from nats.aio.msg import Msg
@@ -48,6 +49,7 @@ PLAYBOOK_STEPS = 2000   # the newest succeeded steps the playbook expert recalls
 LEASE_POLL_S = 1.0      # how often a task waiting for its workspace's lease tries again
 GC_INTERVAL_S = 86400.0  # snapshots past retention are collected when a worker starts, then daily
 EXPIRY_POLL_S = 15.0     # how often approvals past their time are expired (and their tasks sent back)
+REAP_POLL_S = 60.0       # how often running tasks whose worker went silent are looked for
 
 @dataclass(frozen=True)
 class Delivery:
@@ -81,7 +83,8 @@ class Worker:
             self.hybrid = await self._load_hybrid()
         await self.bus.on_cancel(self.cancel_requests.add)
         chores = [asyncio.create_task(self._every(GC_INTERVAL_S, stop, self._collect_garbage)),
-                  asyncio.create_task(self._every(EXPIRY_POLL_S, stop, self._expire_approvals))]
+                  asyncio.create_task(self._every(EXPIRY_POLL_S, stop, self._expire_approvals)),
+                  asyncio.create_task(self._every(REAP_POLL_S, stop, self.reap))]
         subscription = await self.bus.worker_subscription(self.limits)
         try:
             async for messages in fetch_batches(subscription, batch=1, stop=stop):
@@ -108,6 +111,24 @@ class Worker:
     async def _expire_approvals(self) -> None:
         await approvals.expire_due(self.bus, self.sessions)
 
+    async def reap(self) -> int:
+        """Send back the running tasks whose worker vanished (no heartbeat for
+        ``task_stale_s``) and whose message went with it; the count sent back."""
+        now = datetime.now(timezone.utc)
+        async with self.sessions.begin() as session:
+            reaped = await queries.reap_stale(session, silent_since=now - timedelta(seconds=self.settings.task_stale_s))
+            await queries.add_journal_many(session, entries=[
+                {"kind": "task.reaped", "task_id": task_id, "detail": {"silent_s": self.settings.task_stale_s}}
+                for task_id, _ in reaped])
+        mark = f"reaped-{now.timestamp():.0f}"
+        await self.bus.publish_tasks([TaskMessage(task_id=task_id, queue=queue, resumed_by=mark)
+                                      for task_id, queue in reaped])
+        return len(reaped)
+
+    async def _beat(self, task_id: str) -> None:
+        async with self.sessions.begin() as session:
+            await queries.beat(session, task_id=task_id)
+
     async def handle(self, msg: Msg) -> None:
         try:
             message = TaskMessage.model_validate_json(msg.data)
@@ -119,7 +140,8 @@ class Worker:
         delivery = Delivery(stream_seq=msg.metadata.sequence.stream, count=msg.metadata.num_delivered)
         try:
             finished = await with_heartbeat(msg, self.run_task(message, delivery),
-                                            interval_s=self.limits.ack_wait_s / 3)
+                                            interval_s=self.limits.ack_wait_s / 3,
+                                            also=lambda: self._beat(message.task_id))
         except Exception as exc:  # infrastructure, not the task: retry, then dead-letter
             log.exception("task %s: delivery %d failed", message.task_id, delivery.count)
             await self._retry_or_dead_letter(msg, message, delivery, exc)

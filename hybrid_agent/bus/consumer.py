@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import nats.errors
@@ -36,15 +36,19 @@ async def fetch_batches(
             yield messages
 
 
-async def with_heartbeat(msg: Msg, work: Awaitable[T], *, interval_s: float) -> T:
+async def with_heartbeat(msg: Msg, work: Awaitable[T], *, interval_s: float,
+                         also: Callable[[], Awaitable[None]] | None = None) -> T:
     """Run ``work`` while telling JetStream every ``interval_s`` that the message is in
-    progress, so a long step does not lose its lease and get redelivered to another worker."""
+    progress, so a long step does not lose its lease and get redelivered to another worker;
+    ``also`` beats alongside (the worker tells the store)."""
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(interval_s)
             with contextlib.suppress(Exception):  # a missed beat only risks a redelivery
                 await msg.in_progress()
+                if also is not None:
+                    await also()
 
     heartbeat = asyncio.create_task(beat())
     try:

@@ -34,9 +34,11 @@ class TaskMessage(BaseModel):
 
     task_id: str
     queue: str = "default"
-    resumed_by: str | None = None   # the approval whose decision sends a parked task back
+    # What sends the task back: the approval whose decision resumes a parked task, or the
+    # reaper's mark for a task whose worker vanished.
+    resumed_by: str | None = None
 
     @property
     def dedup_key(self) -> str:
-        """One delivery per task, and one more per decision that resumes it."""
+        """One delivery per task, and one more per decision (or reaping) that resumes it."""
         return f"task:{self.task_id}" + (f":{self.resumed_by}" if self.resumed_by else "")

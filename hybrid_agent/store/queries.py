@@ -240,7 +240,30 @@ async def start_task(session: AsyncSession, *, task_id: str, isolation: str, wor
     task.workspace = workspace
     task.deliveries += 1
     task.started_at = task.started_at or utcnow()
+    task.heartbeat_at = utcnow()
     return task
+
+
+async def beat(session: AsyncSession, *, task_id: str) -> None:
+    """The running task's worker is alive."""
+    await session.execute(update(TaskRow).where(TaskRow.id == task_id, TaskRow.status == "running")
+                          .values(heartbeat_at=utcnow()))
+
+
+async def reap_stale(session: AsyncSession, *, silent_since: datetime) -> list[Row[tuple[str, str]]]:
+    """Running tasks whose worker sent no heartbeat since ``silent_since``, put back to
+    ``queued``; (id, queue) of each. The guarded update lets one reaper win per task."""
+    stale = list(await session.execute(select(TaskRow.id, TaskRow.queue).where(
+        TaskRow.status == "running", TaskRow.heartbeat_at < silent_since)))
+    reaped = []
+    for task_id, queue in stale:
+        result = await session.execute(
+            update(TaskRow).where(TaskRow.id == task_id, TaskRow.status == "running",
+                                  TaskRow.heartbeat_at < silent_since)
+            .values(status="queued").execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            reaped.append((task_id, queue))
+    return reaped
 
 
 async def add_step(session: AsyncSession, *, task_id: str, step: dict[str, Any]) -> None:

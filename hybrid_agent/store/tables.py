@@ -56,6 +56,7 @@ class TaskRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]   # its worker's last sign of life while running
 
 
 class StepRow(Base):

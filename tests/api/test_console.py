@@ -73,3 +73,11 @@ async def test_submit_then_see_the_task(browser, sessions):
     assert "rotate the logs" in page and 'data-ended="no"' in page
     bad = await browser.post("/submit", data={"goal": "x", "workspace": "/etc"}, headers=ORIGIN)
     assert "not%20strictly%20below" in bad.headers["location"]
+
+
+async def test_a_dry_run_submitted_from_the_console_says_so(browser, sessions):
+    await log_in(browser, sessions, name="olga", role="operator")
+    response = await browser.post("/submit", data={"goal": "tidy", "workspace": "", "check": "", "dry_run": "on"},
+                                  headers=ORIGIN)
+    page = (await browser.get(response.headers["location"])).text
+    assert "<strong>dry run</strong>" in page
