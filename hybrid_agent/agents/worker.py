@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.agents.experts import Playbook, make_experts
@@ -50,6 +51,7 @@ LEASE_POLL_S = 1.0      # how often a task waiting for its workspace's lease tri
 GC_INTERVAL_S = 86400.0  # snapshots past retention are collected when a worker starts, then daily
 EXPIRY_POLL_S = 15.0     # how often approvals past their time are expired (and their tasks sent back)
 REAP_POLL_S = 60.0       # how often running tasks whose worker went silent are looked for
+STORE_RETRY_S, STORE_RETRY_MAX_S = 0.5, 10.0   # backoff while the store is unreachable
 
 @dataclass(frozen=True)
 class Delivery:
@@ -139,7 +141,7 @@ class Worker:
             return
         delivery = Delivery(stream_seq=msg.metadata.sequence.stream, count=msg.metadata.num_delivered)
         try:
-            finished = await with_heartbeat(msg, self.run_task(message, delivery),
+            finished = await with_heartbeat(msg, self._run_through_store_outages(message, delivery),
                                             interval_s=self.limits.ack_wait_s / 3,
                                             also=lambda: self._beat(message.task_id))
         except Exception as exc:  # infrastructure, not the task: retry, then dead-letter
@@ -150,6 +152,33 @@ class Worker:
             await msg.ack_sync()  # confirmed, so a finished task is not redelivered
         else:
             await msg.nak()  # handed back: another worker takes it at once
+
+    async def _run_through_store_outages(self, message: TaskMessage, delivery: Delivery) -> bool:
+        """Run the task; while the store is unreachable, keep the message (its heartbeat holds
+        the lease), fetch nothing else, and run the task again once the store answers. A
+        redelivery would count towards dead-lettering a task that did nothing wrong; running
+        it again is the same as one (it resumes from its journal)."""
+        while True:
+            try:
+                return await self.run_task(message, delivery)
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("task %s: the store is unreachable (%s); waiting for it", message.task_id,
+                            str(exc).splitlines()[0])
+                await self._until_store_answers()
+                if self.stop.is_set():
+                    raise
+
+    async def _until_store_answers(self) -> None:
+        delay = STORE_RETRY_S
+        while not self.stop.is_set():
+            try:
+                async with self.sessions() as session:
+                    await queries.ping(session)
+                return
+            except (OperationalError, InterfaceError, OSError):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_S)
 
     async def run_task(self, message: TaskMessage, delivery: Delivery) -> bool:
         """Run the task to its end (True), or hand it back when the worker stops (False)."""

@@ -210,6 +210,11 @@ async def journal_of_kind(session: AsyncSession, *, kind: str, limit: int = 100)
     return list(await session.scalars(query))
 
 
+async def ping(session: AsyncSession) -> None:
+    """The store answers (raises when it does not)."""
+    await session.execute(select(1))
+
+
 async def get_task(session: AsyncSession, *, task_id: str) -> TaskRow | None:
     return await session.get(TaskRow, task_id)
 
