@@ -1,18 +1,22 @@
 """The user trigger: a REST or CLI submission becomes a ``user`` event. The event and its
 queued task are stored first (the outbox), so the submitter gets a task id it can read at
-once; then the event is published and the router takes it from there."""
+once; then the event is published and the router takes it from there. While the bus is
+unreachable the submission still succeeds: the outbox publishes the event later."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hybrid_agent.bus.connection import Bus
+from hybrid_agent.bus.connection import Bus, BusError
 from hybrid_agent.bus.messages import Event, new_id
 from hybrid_agent.store import queries
 from hybrid_agent.store.journal_writer import JournalWriter
 from hybrid_agent.triggers.rules import DEFAULT_RULE, default_rule, event_row
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,11 @@ async def submit(
             return Submission(task_id=existing, event_id="", duplicate=True)
         routing = [{"rule": DEFAULT_RULE, "matched": True, "why": ["a user submission"], "task_id": task["id"]}]
         await queries.insert_event_with_task(session, event=event_row(event, routing), task=task)
-    ack = await bus.publish_event(event)
+    try:
+        ack = await bus.publish_event(event)
+    except BusError as exc:   # stored: the outbox publishes it when the bus is back
+        log.warning("task %s waits in the outbox: %s", task["id"], exc)
+        return Submission(task_id=task["id"], event_id=event.id, duplicate=False)
     journal.add([{"kind": "event.published", "event_id": event.id, "task_id": task["id"],
                   "detail": {"stream": ack.stream, "seq": ack.seq, "source": "user"}}], published_event_ids=[event.id])
     return Submission(task_id=task["id"], event_id=event.id, duplicate=False)
