@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HA_", extra="ignore")
 
     data_dir: Path = Field(default=Path("~/.hybrid-agent"), description="state: database, JetStream, workspaces, token")
-    nats_url: str | None = Field(default=None, description="external NATS; unset starts an embedded server")
+    nats_url: str | None = Field(default=None, description="external NATS (a cluster: comma-separated URLs); "
+                                "unset starts an embedded server")
+    stream_replicas: int = Field(default=1, ge=1, le=5, description="servers of a NATS cluster each stream is kept on")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset uses SQLite in the data dir")
     redis_url: str | None = Field(default=None, description="Redis for coordination; unset uses in-process")
     llm: str = Field(default="transformers:default", description="LLM backend spec")

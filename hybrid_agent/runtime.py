@@ -38,7 +38,7 @@ def nats_for(settings: Settings) -> Iterator[Settings]:
 async def services(settings: Settings, *, name: str) -> AsyncIterator[Services]:
     await asyncio.to_thread(migrate, settings.database)
     engine = make_engine(settings.database)
-    bus = await Bus.connect(settings.nats_url or "", name=name)
+    bus = await Bus.connect(settings.nats_url or "", name=name, replicas=settings.stream_replicas)
     try:
         yield Services(bus=bus, sessions=make_sessionmaker(engine))
     finally:

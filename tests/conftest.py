@@ -138,3 +138,26 @@ async def api_on_bus(settings, sessions, bus):
     """The API in-process (ASGI) on the same bus and store as the test's workers, as admin."""
     async with admin_client(settings, sessions, bus) as client:
         yield client
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["redis", "local"])
+async def new_lease(request: pytest.FixtureRequest):
+    """Leases on one key unique to the test, ``new_lease(holder, ttl_s)``: Redis (a real
+    server) and the embedded in-process kind, which keep the same contract."""
+    from hybrid_agent.bus.leases import LocalLease, RedisLease
+
+    key = f"test:lease:{uuid.uuid4().hex}"
+    made = []
+
+    def new(holder: str, ttl_s: float):
+        lease = (RedisLease(REDIS_URL, key=key, holder=holder, ttl_s=ttl_s) if request.param == "redis"
+                 else LocalLease(key=key, holder=holder, ttl_s=ttl_s))
+        made.append(lease)
+        return lease
+    yield new
+    for lease in made:
+        await lease.release()
+        await lease.close()

@@ -39,11 +39,12 @@ class TaskSpec:
     dry_run: bool = False
     budgets: dict[str, Any] = field(default_factory=dict)
     policy: str | None = None
+    resource: str | None = None
 
     @classmethod
     def of(cls, row: TaskRow) -> TaskSpec:
         return cls(row.id, row.goal, row.workspace, row.check_cmd, row.template, row.params or {}, bool(row.dry_run),
-                   row.budgets or {}, row.policy)
+                   row.budgets or {}, row.policy, row.resource)
 
     @property
     def shaped(self) -> bool:

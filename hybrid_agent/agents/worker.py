@@ -21,6 +21,7 @@ from hybrid_agent.agents.experts import Playbook, make_experts
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
 from hybrid_agent.agents.assembly import Undo, build_loop, command_runner, tool_runner
 from hybrid_agent.agents import approvals
+from hybrid_agent.agents.resources import ResourceHold, hold_resource, resource_of
 from hybrid_agent.agents.task_flow import ChangeSetDecision, Preparation, TaskFlow, TaskSpec
 from hybrid_agent.agents.templates import NothingToDo, TemplateFailed
 from hybrid_agent.agents.loop import (AgentExit, AgentLoop, Cancelled, HumanDecision, Interrupted, NeedsApproval,
@@ -75,6 +76,7 @@ class Worker:
         self.flow = TaskFlow(sessions, self.snapshots, scratch_dir=settings.data_dir / "scratch",
                              patches_dir=settings.data_dir / "patches")
         self.policies: dict[str, Policy] = {}   # rules' policy files (profiles), loaded once each
+        self.holds: dict[str, ResourceHold] = {}   # task id -> its resource's lease and fencing token
         self.cancel_requests: set[str] = set()   # tasks a person cancelled while they ran
         self.limits = ConsumerLimits(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
         self.stop = asyncio.Event()
@@ -128,8 +130,17 @@ class Worker:
         return len(reaped)
 
     async def _beat(self, task_id: str) -> None:
+        hold = self.holds.get(task_id)
+        if hold is not None:
+            await hold.renew()   # lost? the next journal write is fenced out
         async with self.sessions.begin() as session:
             await queries.beat(session, task_id=task_id)
+
+    async def _fence(self, session: AsyncSession, task_id: str | None) -> None:
+        """Refuse the task's write if its resource lease passed to a newer holder."""
+        hold = self.holds.get(task_id or "")
+        if hold is not None:
+            await queries.check_fence(session, resource=hold.resource, token=hold.token)
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -144,6 +155,10 @@ class Worker:
             finished = await with_heartbeat(msg, self._run_through_store_outages(message, delivery),
                                             interval_s=self.limits.ack_wait_s / 3,
                                             also=lambda: self._beat(message.task_id))
+        except queries.FencedOut as exc:   # a newer holder of its resource acts now: write nothing more
+            await self._journal("task.fenced_out", message.task_id, {"reason": str(exc)})
+            await msg.nak(delay=self.settings.nak_delay_s)
+            return
         except Exception as exc:  # infrastructure, not the task: retry, then dead-letter
             log.exception("task %s: delivery %d failed", message.task_id, delivery.count)
             await self._retry_or_dead_letter(msg, message, delivery, exc)
@@ -203,15 +218,34 @@ class Worker:
         if refused:
             await self._finish(message.task_id, "failed", None, refused)
             return True
-        lease = await self._lease(message.task_id, workspace)
-        if lease is None:
-            await self._finish(message.task_id, "failed", None, f"workspace {workspace} stayed busy for "
+        return await self._run_holding(message, delivery, spec, workspace, done_steps)
+
+    async def _run_holding(self, message: TaskMessage, delivery: Delivery, spec: TaskSpec, workspace: Path,
+                           done_steps: int) -> bool:
+        """Run the task holding its resource (across the cluster, fenced) and its workspace
+        (on this host, against rollbacks too); each is waited for up to the task's time budget."""
+        resource = resource_of(spec.resource, workspace)
+        hold = await hold_resource(self.settings, resource, task_id=spec.id, wait_s=self.settings.max_seconds,
+                                   waiting=lambda: self._journal("task.waiting_for_resource", spec.id,
+                                                                 {"resource": resource}))
+        if hold is None:
+            await self._finish(spec.id, "failed", None, f"resource {resource} stayed busy for "
                                f"{self.settings.max_seconds:.0f}s (another task holds it)")
             return True
+        self.holds[spec.id] = hold
         try:
-            return await self._run_leased(message, delivery, spec, workspace, done_steps)
+            lease = await self._lease(message.task_id, workspace)
+            if lease is None:
+                await self._finish(message.task_id, "failed", None, f"workspace {workspace} stayed busy for "
+                                   f"{self.settings.max_seconds:.0f}s (another task holds it)")
+                return True
+            try:
+                return await self._run_leased(message, delivery, spec, workspace, done_steps)
+            finally:
+                lease.release()
         finally:
-            lease.release()
+            del self.holds[spec.id]
+            await hold.release()
 
     async def _run_leased(self, message: TaskMessage, delivery: Delivery, spec: TaskSpec, workspace: Path,
                           done_steps: int) -> bool:
@@ -392,6 +426,7 @@ class Worker:
 
     async def _save_rollback(self, record: RollbackRecord) -> None:
         async with self.sessions.begin() as session:
+            await self._fence(session, record.task_id)
             await rollback_journal.save(session, record)
 
     async def _load_hybrid(self) -> Hybrid:
@@ -411,6 +446,7 @@ class Worker:
 
     async def _save_step(self, task_id: str, record: StepRecord) -> None:
         async with self.sessions.begin() as session:
+            await self._fence(session, task_id)
             await queries.add_step(session, task_id=task_id, step=record.as_row())
             # Every decision that kept a call from running.
             await queries.add_journal_many(session, entries=[
@@ -429,6 +465,7 @@ class Worker:
 
     async def _finish(self, task_id: str, status: str, result: dict | None, error: str | None) -> None:
         async with self.sessions.begin() as session:
+            await self._fence(session, task_id)
             await queries.finish_task(session, task_id=task_id, status=status, result=result, error=error)
             await queries.add_journal(session, kind="task.finished", task_id=task_id,
                                       detail={"status": status, "error": error})
@@ -462,6 +499,7 @@ class Worker:
 
     async def _hand_back(self, task_id: str, reason: str) -> None:
         async with self.sessions.begin() as session:
+            await self._fence(session, task_id)
             await queries.requeue_task(session, task_id=task_id)
             await queries.add_journal(session, kind="task.handed_back", task_id=task_id, detail={"reason": reason})
 

@@ -43,7 +43,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         engine = make_engine(settings.database)
         app.state.sessions = make_sessionmaker(engine)
         app.state.journal = JournalWriter(app.state.sessions)
-        app.state.bus = await Bus.connect(settings.nats_url, name="hybrid-agent-api")
+        app.state.bus = await Bus.connect(settings.nats_url, name="hybrid-agent-api",
+                                          replicas=settings.stream_replicas)
         try:
             yield
         finally:

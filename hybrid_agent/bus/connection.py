@@ -33,19 +33,22 @@ class ConsumerLimits:
     max_deliver: int
 
 
-def stream_configs() -> list[StreamConfig]:
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """The streams, each kept on ``replicas`` servers of a NATS cluster (applied on every
+    start, so a setting raised later reaches existing streams)."""
     events = StreamConfig(
         name=subjects.EVENTS_STREAM, subjects=[subjects.EVENTS_ALL], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, max_age=7 * DAY_S, duplicate_window=DEDUP_WINDOW_S, discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
     )
     # Work-queue retention: a task message is gone once a worker acks it.
     tasks = StreamConfig(
         name=subjects.TASKS_STREAM, subjects=[subjects.TASKS_ALL], retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE, duplicate_window=DEDUP_WINDOW_S,
+        storage=StorageType.FILE, duplicate_window=DEDUP_WINDOW_S, num_replicas=replicas,
     )
     dead = StreamConfig(
         name=subjects.DEAD_STREAM, subjects=[subjects.DEAD_ALL], retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE, max_age=30 * DAY_S,
+        storage=StorageType.FILE, max_age=30 * DAY_S, num_replicas=replicas,
     )
     return [events, tasks, dead]
 
@@ -54,20 +57,25 @@ class Bus:
     def __init__(self, nc: Client, js: JetStreamContext) -> None:
         self.nc = nc
         self.js = js
+        self.timeout_s = 5.0
 
     @classmethod
-    async def connect(cls, url: str, *, name: str = "hybrid-agent", timeout_s: float = 5.0) -> Bus:
+    async def connect(cls, url: str, *, name: str = "hybrid-agent", timeout_s: float = 5.0, replicas: int = 1) -> Bus:
+        """Connect to ``url`` (several servers of a cluster: comma-separated) and make sure
+        the streams exist."""
+        servers = [server.strip() for server in url.split(",") if server.strip()]
         try:
-            nc = await nats.connect(url, name=name, connect_timeout=timeout_s, max_reconnect_attempts=-1,
-                                    allow_reconnect=True)
+            nc = await nats.connect(servers=servers, name=name, connect_timeout=timeout_s,
+                                    max_reconnect_attempts=-1, allow_reconnect=True)
         except Exception as exc:  # nats raises several unrelated types for "cannot connect"
             raise BusError(f"cannot connect to NATS at {url}: {exc}") from exc
         bus = cls(nc, nc.jetstream(timeout=timeout_s))
-        await bus.ensure_streams()
+        bus.timeout_s = timeout_s
+        await bus.ensure_streams(replicas)
         return bus
 
-    async def ensure_streams(self) -> None:
-        for config in stream_configs():
+    async def ensure_streams(self, replicas: int = 1) -> None:
+        for config in stream_configs(replicas):
             try:
                 await self.js.stream_info(config.name)
                 await self.js.update_stream(config)
@@ -94,7 +102,12 @@ class Bus:
             )
             for message in messages
         ]
-        return list(await asyncio.gather(*futures))
+        try:
+            # Bounded: an ack lost as NATS restarts would otherwise be awaited forever. A
+            # retry is safe, the task id being the dedup key.
+            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout_s * 2))
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise BusError(f"publishing {len(futures)} tasks: no ack within {self.timeout_s * 2:.0f}s") from exc
 
     async def dead_letter(self, message: TaskMessage, *, reason: str, deliveries: int) -> None:
         await self.js.publish(
@@ -144,6 +157,9 @@ class Bus:
     async def worker_subscription(self, limits: ConsumerLimits) -> JetStreamContext.PullSubscription:
         config = ConsumerConfig(durable_name=subjects.WORKERS_DURABLE, ack_policy=AckPolicy.EXPLICIT,
                                 ack_wait=limits.ack_wait_s, max_deliver=limits.max_deliver, max_ack_pending=1000)
+        # Create or update: pull_subscribe alone keeps an existing consumer's first limits,
+        # and a raised ack wait would then redeliver tasks still being worked on.
+        await self.js.add_consumer(subjects.TASKS_STREAM, config)
         return await self.js.pull_subscribe(subjects.TASKS_ALL, durable=subjects.WORKERS_DURABLE,
                                             stream=subjects.TASKS_STREAM, config=config)
 

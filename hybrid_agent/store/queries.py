@@ -17,6 +17,7 @@ from hybrid_agent.store.tables import (
     CompensationRow,
     CooldownRow,
     EventRow,
+    FenceRow,
     JournalRow,
     RestoreRow,
     ScheduleRow,
@@ -247,6 +248,21 @@ async def start_task(session: AsyncSession, *, task_id: str, isolation: str, wor
     task.started_at = task.started_at or utcnow()
     task.heartbeat_at = utcnow()
     return task
+
+
+class FencedOut(Exception):
+    """A write on behalf of a resource lease that has since passed to a newer holder."""
+
+
+async def check_fence(session: AsyncSession, *, resource: str, token: int) -> None:
+    """Admit a write under fencing token ``token`` of ``resource``: refused (FencedOut)
+    once a higher token was seen. Called in the write's own transaction."""
+    await _insert_ignoring_duplicates(session, FenceRow, [{"resource": resource, "token": token}])
+    result = await session.execute(
+        update(FenceRow).where(FenceRow.resource == resource, FenceRow.token <= token).values(token=token)
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        raise FencedOut(f"resource {resource}: token {token} is stale (the lease passed to a newer holder)")
 
 
 async def beat(session: AsyncSession, *, task_id: str) -> None:

@@ -57,6 +57,8 @@ class TaskRow(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]   # its worker's last sign of life while running
+    # What it acts on (a host, a repository; default its workspace): one task at a time each.
+    resource: Mapped[str | None] = mapped_column(String(200))
 
 
 class StepRow(Base):
@@ -175,6 +177,14 @@ class CooldownRow(Base):
     resource: Mapped[str] = mapped_column(String(200), primary_key=True)
     until: Mapped[datetime]
     event_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class FenceRow(Base):
+    """The highest fencing token seen for a resource: writes with a lower one are refused."""
+
+    __tablename__ = "fences"
+    resource: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token: Mapped[int] = mapped_column(BigInteger)
 
 
 class ScheduleRow(Base):

@@ -59,6 +59,8 @@ class Then(Strict):
     policy: Path | None = Field(default=None, description="policy file for these tasks (a profile); "
                                 "unset: the worker's")
     workspace: str | None = None
+    resource: str | None = Field(default=None, description="what the task acts on (e.g. host:{{ payload.labels."
+                                 "instance }}): one task at a time per resource; unset: its workspace")
     check: str | None = None
     budgets: Budgets = Field(default_factory=Budgets)
     dry_run: bool = False
@@ -197,7 +199,7 @@ def _is_template(value: Any) -> bool:
 
 
 def _texts(then: Then) -> list[str]:
-    texts = [then.goal or "", then.workspace or "", then.check or ""]
+    texts = [then.goal or "", then.workspace or "", then.check or "", then.resource or ""]
     return texts + [value for value in then.params.values() if isinstance(value, str)]
 
 
@@ -275,6 +277,7 @@ def task_for(rule: Rule, event: Event) -> dict[str, Any]:
         "rule": rule.name, "template": then.template, "params": params or None, "dry_run": then.dry_run,
         "priority": then.priority, "policy": str(then.policy) if then.policy else None,
         "budgets": then.budgets.model_dump(exclude_none=True) or None,
+        "resource": render(then.resource, context)[:200] if then.resource else None,
     }
 
 

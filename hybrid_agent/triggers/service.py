@@ -12,7 +12,8 @@ from hybrid_agent.bus.connection import Bus
 from hybrid_agent.config import Settings
 from hybrid_agent.triggers.cron import CronSource
 from hybrid_agent.triggers.files import FileWatcher, watch_root
-from hybrid_agent.triggers.leader import lead, make_lease, new_holder
+from hybrid_agent.bus.leases import make_lease, new_holder
+from hybrid_agent.triggers.leader import lead
 from hybrid_agent.triggers.outbox import Outbox
 from hybrid_agent.triggers.rules import RuleFile, load_rules
 
@@ -37,7 +38,7 @@ async def run_trigger_sources(settings: Settings, bus: Bus, sessions: async_sess
         await asyncio.gather(FileWatcher(rules.watches, outbox.emit).run(leading),
                              CronSource(settings, sessions, outbox.emit, schedules=rules.schedules).run(leading))
 
-    lease = make_lease(settings, key=lease_key, holder=new_holder())
+    lease = make_lease(settings.redis_url, key=lease_key, holder=new_holder(), ttl_s=settings.trigger_lease_ttl_s)
     try:
         await lead(lease, stop, sources, ttl_s=settings.trigger_lease_ttl_s)
     finally:

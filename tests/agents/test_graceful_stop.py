@@ -5,14 +5,12 @@ the task back (queued, message nak'd) and another worker finishes it: no task is
 from __future__ import annotations
 
 import asyncio
-import json
 
 from hybrid_agent.agents.sandbox import make_sandbox
 from hybrid_agent.agents.worker import Worker
 from hybrid_agent.store import queries
 from tests.agents.conftest import call, queue_task
 from tests.fakes import FakeScriptedLLM
-from tests.waiting import eventually
 from tests.worker_support import finished, run_worker_until, task_status
 
 

@@ -3,8 +3,6 @@ outbox publishes the event once NATS is back, and the task reaches TASKS exactly
 
 from __future__ import annotations
 
-import asyncio
-
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
 from hybrid_agent.bus.embedded import EmbeddedNats, free_port
 from hybrid_agent.bus.messages import TaskMessage
