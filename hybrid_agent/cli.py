@@ -109,16 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--no-tpc", action="store_true", help="rules only, without the tool-policy classifier")
 
     bench = command("bench", cmd_bench, "run a benchmark and print its ratios")
-    bench.add_argument("which", choices=["bus", "step", "snapshot"],
+    bench.add_argument("which", choices=["bus", "step", "snapshot", "load"],
                        help="bus: event -> router -> task -> consumer vs raw JetStream; "
                             "step: the whole agent step at K=1 and K=4 vs raw generation of the same tokens; "
-                            "snapshot: our incremental snapshot vs cp -a vs git's incremental commit")
-    bench.add_argument("--events", type=int, default=5000, help="bus: events to send")
+                            "snapshot: our incremental snapshot vs cp -a vs git's incremental commit; "
+                            "load: events -> router -> worker processes (model-free tool loop) at a fixed rate "
+                            "and flat out vs raw JetStream")
+    bench.add_argument("--events", type=int, help="bus, load: events to send (default: bus 5000; load 20000 in "
+                                                   "each phase)")
     bench.add_argument("--database-url", help="bus: store for the benchmark (default: SQLite in a temp dir)")
     bench.add_argument("--steps", type=int, default=3, help="step: steps per goal")
     bench.add_argument("--ablation", choices=ABLATIONS, help="step: hybrid model parts to run (default: HA_ABLATION or full)")
     bench.add_argument("--files", type=int, default=2000, help="snapshot: files in the tree (1%% of them change)")
     bench.add_argument("--mb", type=float, default=50, help="snapshot: size of the tree in MB")
+    bench.add_argument("--workers", type=int, default=3, help="load: worker processes")
+    bench.add_argument("--rate", type=float, default=500, help="load: events/s in the fixed-rate phase "
+                                                                "(--events in each phase)")
 
     token = command("token", cmd_token, "create an API token (printed once) or revoke a name's tokens")
     token.add_argument("action", choices=["create", "revoke"])
@@ -376,9 +382,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
     if args.which == "snapshot":
         _bench_snapshot(args, settings)
         return
+    if args.which == "load":
+        _bench_load(args)
+        return
     from hybrid_agent.eval.bus_bench import run_bus_benchmark
 
-    result = asyncio.run(run_bus_benchmark(events=args.events, database_url=args.database_url))
+    result = asyncio.run(run_bus_benchmark(events=args.events or 5000, database_url=args.database_url))
     print(json.dumps(result))
 
 
@@ -405,6 +414,21 @@ def _bench_snapshot(args: argparse.Namespace, settings: Settings) -> None:
     try:
         result = run_snapshot_benchmark(files=args.files, total_mb=args.mb)
     except SnapshotBenchError as exc:
+        raise CLIError(str(exc)) from exc
+    print(table(result))
+    print(json.dumps(result.summary))
+
+
+def _bench_load(args: argparse.Namespace) -> None:
+    from hybrid_agent.eval.load_bench import LoadBenchError, run_load_benchmark, table
+
+    events = 20000 if args.events is None else args.events
+    if args.workers < 1 or events < 1 or args.rate <= 0:
+        raise CLIError("--workers and --events must be at least 1 and --rate above 0")
+    try:
+        result = asyncio.run(run_load_benchmark(workers=args.workers, events=events, rate=args.rate,
+                                                database_url=args.database_url))
+    except LoadBenchError as exc:
         raise CLIError(str(exc)) from exc
     print(table(result))
     print(json.dumps(result.summary))

@@ -26,7 +26,7 @@ from hybrid_agent.bus import subjects
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
 from hybrid_agent.bus.consumer import fetch_batches
 from hybrid_agent.bus.embedded import EmbeddedNats, free_port
-from hybrid_agent.bus.messages import Event
+from hybrid_agent.bus.messages import Event, new_id
 from hybrid_agent.config import Settings
 from hybrid_agent.store import queries
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
@@ -161,7 +161,9 @@ async def run_bus_benchmark(*, events: int = 5000, rest_events: int | None = Non
         engine = make_engine(settings.database)
         sessions = make_sessionmaker(engine)
         bus = await Bus.connect(server.url, name="bench")
-        batch = [Event(source="bench", kind="task", payload={"goal": f"benchmark task {i}"}) for i in range(events)]
+        # Submissions (the router makes each its own task), published without the API.
+        batch = [Event(source="user", kind="task", payload={"goal": f"benchmark task {i}", "task_id": new_id()})
+                 for i in range(events)]
         raw = await raw_rate(bus, batch)
         path, delivered = await path_rate(bus, sessions, batch)
         rest, rest_raw, stored = await rest_rates(settings, sessions, rest_events)
