@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import nats.errors
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -93,7 +94,12 @@ class Worker:
         try:
             async for messages in fetch_batches(subscription, batch=1, stop=stop):
                 for msg in messages:
-                    await self.handle(msg)
+                    try:
+                        await self.handle(msg)
+                    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                        # The ack or nak did not reach NATS (it restarted): the message comes
+                        # back, and its task, finished or not, is picked up from the store.
+                        log.warning("settling a task message failed: %s", exc)
         finally:
             for chore in chores:
                 chore.cancel()
