@@ -13,11 +13,11 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hybrid_agent.agents.experts import ExpertContext
 from hybrid_agent.agents.hybrid import LLM_ONLY, Hybrid
@@ -190,6 +190,15 @@ class StepRecord:
         return asdict(self)
 
 
+class PastStep(Protocol):
+    """A journaled step, as a resumed loop recalls it (a step row has these)."""
+
+    tool_call: dict[str, Any] | None
+    ok: bool
+    observation: str
+    rollback: dict[str, Any] | None
+
+
 @dataclass
 class AgentState:
     goal: str
@@ -247,13 +256,15 @@ class AgentLoop:
         self.clock = clock
         self.stopping = stopping
 
-    def run(self, goal: str, workspace: Path, *, resume_from: int = 0,
+    def run(self, goal: str, workspace: Path, *, past: Sequence[PastStep] = (),
             decided: HumanDecision | None = None) -> AgentExit:
         """Run steps until the model finishes or a budget is spent; returns the exit. A
-        task resumed after a person decided on its held call starts with that decision."""
+        resumed task (redelivered, handed back, or back from a person's decision) first
+        recalls its journaled steps, then starts with the decision, if any."""
         state = AgentState(goal=goal, workspace=workspace)
+        self.recall(state, past)
         started = self.clock()
-        n = resume_from
+        n = len(past)
         if decided is not None:
             try:
                 self.check_limits(n + 1, started)
@@ -268,6 +279,25 @@ class AgentLoop:
                 self.step(state, n)
             except AgentExit as exit_:
                 return exit_
+
+    @staticmethod
+    def recall(state: AgentState, past: Sequence[PastStep]) -> None:
+        """What the loop had learned from a resumed task's earlier steps: their history, the
+        calls that failed, the changes completed (so none is redone, and finishing is
+        allowed once one was made)."""
+        for step in past:
+            call = step.tool_call
+            if call is None or call["tool"] == "finish":
+                continue
+            state.views.append(StepView(call, step.observation))
+            state.recent.append(RecentStep(call["tool"], step.ok, None, None if step.ok else "error"))
+            if call["tool"] == "run_tests":
+                state.tests_failing = not step.ok
+            if not step.ok:
+                state.failed_calls.add(call_key(call))
+            elif call["tool"] in STATE_CHANGING and step.rollback is None:   # an undone change is not done
+                state.changed = True
+                state.done_changes.add(call_key(call))
 
     def check_limits(self, n: int, started: float) -> None:
         if self.cancelled():

@@ -280,8 +280,10 @@ class Worker:
         if prep is None:
             return True
         workdir = Path(prep.workdir)
-        exit_ = await asyncio.to_thread(self._agent(spec, workdir).run, prep.goal, workdir,
-                                        resume_from=done_steps, decided=decided)
+        async with self.sessions() as session:
+            past = await queries.get_steps(session, task_id=spec.id)
+        exit_ = await asyncio.to_thread(self._agent(spec, workdir).run, prep.goal, workdir, past=past,
+                                        decided=decided)
         if isinstance(exit_, Interrupted):
             await self._hand_back(message.task_id, exit_.summary)
             return False

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_agent.agents.loop import (AgentLoop, Interrupted, LimitsExceeded, Limits, NeedsApproval, StepRecord,
-                                      Submitted)
+from hybrid_agent.agents.loop import (AgentLoop, AgentState, Interrupted, LimitsExceeded, Limits, NeedsApproval,
+                                      StepRecord, Submitted, call_key)
 from hybrid_agent.agents.sandbox import make_sandbox
 from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.models.llm.base import LLMError
@@ -178,3 +178,29 @@ def test_an_allowed_alternative_is_preferred_to_one_that_needs_approval(tmp_path
                                      [call("finish", summary="done", success=True)]])
     assert steps[0].tool_call["args"]["cmd"] == "gzip old.log" and steps[0].decision == "allow"
     assert (tmp_path / "old.log.gz").exists() and exit_.status == "succeeded"
+
+
+def test_a_resumed_loop_recalls_its_journaled_steps(tmp_path):
+    """Resumed (redelivered, handed back), the loop knows its earlier steps: the change made
+    lets it finish, a failed call is not offered again, an undone change is not 'done', and
+    the history is in the prompt."""
+    from types import SimpleNamespace as Past
+    past = [Past(tool_call={"tool": "write_file", "args": {"path": "a.txt", "content": "a"}}, ok=True,
+                 observation="wrote 1 bytes to a.txt", rollback=None),
+            Past(tool_call={"tool": "shell", "args": {"cmd": "false"}}, ok=False, observation="exit=1", rollback=None),
+            Past(tool_call={"tool": "write_file", "args": {"path": "b.txt", "content": "b"}}, ok=True,
+                 observation="wrote 1 bytes to b.txt", rollback={"reason": "check_failed"})]
+    llm = FakeScriptedLLM([[call("shell", cmd="false"), call("finish", summary="already done", success=True)]])
+    runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=2000), timeout_s=5, max_output_chars=2000)
+    steps: list[StepRecord] = []
+    loop = AgentLoop(llm=llm, runner=runner, policy=policy_for(tmp_path), limits=Limits(max_steps=8, max_seconds=60),
+                     journal=steps.append)
+    exit_ = loop.run("make it so", tmp_path, past=past)
+    assert isinstance(exit_, Submitted) and exit_.summary == "already done"
+    assert "finish" in tools_in(llm.schemas[0])          # a change was made before the task was resumed
+    assert [s.n for s in steps] == [4]                    # numbering goes on after the journaled steps
+    assert steps[0].candidates[0]["error"] == "repeats a call that failed"
+    assert "wrote 1 bytes to a.txt" in json.dumps(llm.prompts[0])
+    state = AgentState(goal="make it so", workspace=tmp_path)
+    AgentLoop.recall(state, past)
+    assert state.done_changes == {call_key(past[0].tool_call)}   # b.txt's write was undone: not done
