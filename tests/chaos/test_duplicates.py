@@ -52,10 +52,10 @@ async def test_every_event_and_task_message_twice_still_runs_each_task_once(sett
     assert [sum(j.kind == "task.finished" for j in journal) for journal in journals] == [1] * TASKS
     info = await bus.js.consumer_info(subjects.TASKS_STREAM, subjects.WORKERS_DURABLE)
     assert info.delivered.consumer_seq >= 3 * TASKS   # the router's message and the two copies, each delivered
+    runs = [(configured.workspaces_dir / task_id / "count.txt").read_text() for task_id in ids]
+    assert runs == ["ran\n"] * TASKS
 
 
 async def _drained(bus) -> bool:
     info = await bus.js.consumer_info(subjects.TASKS_STREAM, subjects.WORKERS_DURABLE)
     return info.num_pending == 0 and info.num_ack_pending == 0
-    runs = [(configured.workspaces_dir / task_id / "count.txt").read_text() for task_id in ids]
-    assert runs == ["ran\n"] * TASKS
