@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.bus import subjects
 from hybrid_agent.bus.connection import Bus
-from hybrid_agent.bus.embedded import EmbeddedNats
+from hybrid_agent.bus.embedded import EmbeddedNats, free_port
 from hybrid_agent.config import Settings
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
 
@@ -100,6 +100,18 @@ async def embedded_bus(embedded_nats: str) -> AsyncIterator[Bus]:
     bus = await Bus.connect(embedded_nats)
     yield bus
     await bus.close()
+
+
+@pytest.fixture
+async def restartable_nats(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedNats, Bus]]:
+    """An embedded NATS a test may stop and start again (same port and store), and a bus on
+    it whose publishes to a stopped server fail within a second."""
+    server = EmbeddedNats(tmp_path / "restartable-js", port=free_port())
+    server.start()
+    bus = await Bus.connect(server.url, timeout_s=1.0)
+    yield server, bus
+    await bus.close()
+    server.stop()
 
 
 @contextlib.asynccontextmanager

@@ -46,41 +46,37 @@ def approval_record(row: ApprovalRow) -> dict[str, Any]:
 
 async def park(bus: Bus, sessions: async_sessionmaker[AsyncSession], *, task_id: str, held: NeedsApproval,
                workspace: Path, snapshot_id: str | None, ttl_s: float) -> str:
-    """Store the approval, park the task on it, and say so on the bus; returns its id."""
-    now = datetime.now(timezone.utc)
-    async with sessions.begin() as session:
-        task = await queries.get_task(session, task_id=task_id)
-        row = {"id": new_id(), "task_id": task_id, "step": held.step, "status": "pending", "kind": "call",
-               "tool_call": held.call.model_dump(), "diff": diff_of(held.call, workspace),
-               "risk": held.decision.risk.value, "reasons": list(held.decision.reasons), "scores": held.scores,
-               "snapshot_id": snapshot_id, "requested_by": task.requested_by if task else None, "created_at": now,
-               "expires_at": now + timedelta(seconds=ttl_s)}
-        await queries.add_approval(session, approval=row)
-        pending = {"approval": row["id"], "call": row["tool_call"], "decision": held.decision.as_dict()}
-        await queries.await_approval(session, task_id=task_id, pending=pending)
-        await queries.add_journal(session, kind="approval.requested", task_id=task_id, detail=pending)
-    message = json.dumps(approval_record(ApprovalRow(**row))).encode()
-    await bus.publish_approval(row["id"], message, decided=False)
-    return row["id"]
+    """Park the task on its held call; returns the approval's id."""
+    approval = {"step": held.step, "kind": "call", "tool_call": held.call.model_dump(),
+                "diff": diff_of(held.call, workspace), "risk": held.decision.risk.value,
+                "reasons": list(held.decision.reasons), "scores": held.scores, "snapshot_id": snapshot_id}
+    return await _hold(bus, sessions, task_id=task_id, approval=approval, decision=held.decision.as_dict(),
+                       ttl_s=ttl_s)
 
 
 async def park_change_set(bus: Bus, sessions: async_sessionmaker[AsyncSession], *, task_id: str,
                           change_set: dict[str, Any], summary: str, ttl_s: float) -> str:
     """Park the task on a change set it proposes (a dry run's prediction, a CI fix):
     approval applies exactly that."""
-    now = datetime.now(timezone.utc)
     files = [item["path"] for item in change_set.get("files", [])]
     call = {"tool": "apply_change_set", "args": {"apply": change_set["apply"], "files": files[:200],
                                                  "branch": change_set.get("branch")}}
+    approval = {"step": 0, "kind": "change_set", "tool_call": call, "change_set": change_set,
+                "diff": (change_set.get("diff") or "")[:DIFF_MAX_CHARS], "risk": "medium", "reasons": [summary],
+                "scores": {}, "snapshot_id": None}
+    return await _hold(bus, sessions, task_id=task_id, approval=approval, decision={"summary": summary}, ttl_s=ttl_s)
+
+
+async def _hold(bus: Bus, sessions: async_sessionmaker[AsyncSession], *, task_id: str, approval: dict[str, Any],
+                decision: dict[str, Any], ttl_s: float) -> str:
+    """Store the approval, park the task on it, and say so on the bus; returns its id."""
+    now = datetime.now(timezone.utc)
     async with sessions.begin() as session:
         task = await queries.get_task(session, task_id=task_id)
-        row = {"id": new_id(), "task_id": task_id, "step": 0, "status": "pending", "kind": "change_set",
-               "tool_call": call, "change_set": change_set, "diff": (change_set.get("diff") or "")[:DIFF_MAX_CHARS],
-               "risk": "medium", "reasons": [summary], "scores": {}, "snapshot_id": None,
-               "requested_by": task.requested_by if task else None, "created_at": now,
-               "expires_at": now + timedelta(seconds=ttl_s)}
+        row = {**approval, "id": new_id(), "task_id": task_id, "status": "pending", "created_at": now,
+               "requested_by": task.requested_by if task else None, "expires_at": now + timedelta(seconds=ttl_s)}
         await queries.add_approval(session, approval=row)
-        pending = {"approval": row["id"], "call": call, "decision": {"summary": summary}}
+        pending = {"approval": row["id"], "call": row["tool_call"], "decision": decision}
         await queries.await_approval(session, task_id=task_id, pending=pending)
         await queries.add_journal(session, kind="approval.requested", task_id=task_id, detail=pending)
     await bus.publish_approval(row["id"], json.dumps(approval_record(ApprovalRow(**row))).encode(), decided=False)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, func, insert, select, update
+from sqlalchemy import Row, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,8 +53,8 @@ async def insert_events_and_tasks(
     stored = await insert_events(session, events=events)
     # An event whose dedup key was stored under another id (a duplicate from outside
     # JetStream's window) was not inserted, nor may its task be.
-    tasks = [task for task in tasks if task.get("event_id") is None or task["event_id"] in stored
-             or task["event_id"] not in {event["id"] for event in events}]
+    refused = {event["id"] for event in events} - stored
+    tasks = [task for task in tasks if task.get("event_id") not in refused]
     return await insert_tasks(session, tasks=tasks)
 
 
@@ -120,9 +120,12 @@ async def list_events(session: AsyncSession, *, source: str | None = None, limit
 
 
 async def set_event_routing(session: AsyncSession, *, routing: Sequence[tuple[str, list[Any]]]) -> None:
-    """Record each event's rule decisions: (event id, decisions)."""
-    for event_id, decisions in routing:
-        await session.execute(update(EventRow).where(EventRow.id == event_id).values(routing=decisions))
+    """Record each event's rule decisions: (event id, decisions); one executemany."""
+    if routing:
+        statement = (update(EventRow.__table__).where(EventRow.id == bindparam("event_id"))
+                     .values(routing=bindparam("decisions")))
+        await session.execute(statement, [{"event_id": event_id, "decisions": decisions}
+                                          for event_id, decisions in routing])
 
 
 async def take_cooldown(session: AsyncSession, *, rule: str, resource: str, until: datetime, now: datetime,

@@ -9,8 +9,6 @@ import json
 
 from hybrid_agent.agents.sandbox import make_sandbox
 from hybrid_agent.agents.worker import Worker
-from hybrid_agent.bus.connection import Bus
-from hybrid_agent.bus.embedded import EmbeddedNats, free_port
 from hybrid_agent.models.llm.base import Candidate, Proposal
 from hybrid_agent.store import queries
 from hybrid_agent.triggers.outbox import Outbox
@@ -34,10 +32,9 @@ class FakeAppendOnceLLM:
                         prompt_tokens=10, seconds=0.0)
 
 
-async def test_a_nats_restart_during_a_burst_loses_nothing_and_does_nothing_twice(settings, sessions, tmp_path):
-    server = EmbeddedNats(tmp_path / "js", port=free_port())
-    server.start()
-    bus = await Bus.connect(server.url, timeout_s=1.0)
+async def test_a_nats_restart_during_a_burst_loses_nothing_and_does_nothing_twice(settings, sessions,
+                                                                                 restartable_nats):
+    server, bus = restartable_nats
     configured = settings.model_copy(update={"experts": [], "ablation": "llm_only", "ack_wait_s": 5.0})
     stop = asyncio.Event()
     worker = Worker(settings=configured, bus=bus, sessions=sessions, llm=FakeAppendOnceLLM(),
@@ -61,8 +58,6 @@ async def test_a_nats_restart_during_a_burst_loses_nothing_and_does_nothing_twic
     finally:
         stop.set()
         await asyncio.gather(*jobs, return_exceptions=True)
-        await bus.close()
-        server.stop()
     async with sessions() as session:
         tasks = [await queries.get_task(session, task_id=task_id) for task_id in ids]
         finished = [j for task_id in ids for j in await queries.journal_for_task(session, task_id=task_id,

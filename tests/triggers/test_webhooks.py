@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.api.app import Services, create_app
 from hybrid_agent.bus.connection import Bus
-from hybrid_agent.bus.embedded import EmbeddedNats, free_port
+from hybrid_agent.bus.embedded import free_port
 from hybrid_agent.bus.messages import Event
 from hybrid_agent.config import Settings
 from hybrid_agent.store import queries
@@ -391,33 +391,28 @@ async def test_secrets_and_signatures_reach_neither_the_journal_nor_the_logs(hoo
 
 # --- a NATS outage ------------------------------------------------------------------------
 
-async def test_a_webhook_during_a_nats_outage_is_stored_then_published_exactly_once(hook_settings, sessions, tmp_path):
-    nats_server = EmbeddedNats(tmp_path / "js", port=free_port())
-    nats_server.start()
-    bus = await Bus.connect(nats_server.url, timeout_s=1.0)   # a publish to a dead server fails in 1 s
-    try:
-        async with hooks_on(hook_settings, sessions, bus) as hooks:
-            nats_server.stop()
-            raw = json.dumps({"kind": "deploy_failed", "service": "api"}).encode()
-            response = await hooks.client.post("/hooks/generic", content=raw, headers=generic_headers(raw))
-            assert response.status_code == 202, response.text
-            event_id = response.json()["event_id"]
-            assert (await stored(sessions, event_id)).published_at is None   # waits in the outbox
-
-            nats_server.start()
-            deadline = time.monotonic() + 20
-            while not bus.nc.is_connected:
-                assert time.monotonic() < deadline, "the bus did not reconnect"
-                await asyncio.sleep(0.1)
-            # What waited in the outbox goes out once it has settled (outbox.SETTLE_S).
-            while (await stored(sessions, event_id)).published_at is None:
-                assert time.monotonic() < deadline, "the outbox did not publish the event"
-                await hooks.app.state.webhook_outbox.flush()
-                await asyncio.sleep(0.1)
-            # The client may also have resent its buffered publish on reconnecting: the
-            # Nats-Msg-Id (the delivery's dedup key) keeps the stream at one copy.
-            assert (await bus.js.stream_info("EVENTS")).state.messages == 1
-            assert (await last_published(bus, "ha.events.generic.deploy_failed")).id == event_id
-    finally:
-        await bus.close()
+async def test_a_webhook_during_a_nats_outage_is_stored_then_published_exactly_once(hook_settings, sessions,
+                                                                                    restartable_nats):
+    nats_server, bus = restartable_nats
+    async with hooks_on(hook_settings, sessions, bus) as hooks:
         nats_server.stop()
+        raw = json.dumps({"kind": "deploy_failed", "service": "api"}).encode()
+        response = await hooks.client.post("/hooks/generic", content=raw, headers=generic_headers(raw))
+        assert response.status_code == 202, response.text
+        event_id = response.json()["event_id"]
+        assert (await stored(sessions, event_id)).published_at is None   # waits in the outbox
+
+        nats_server.start()
+        deadline = time.monotonic() + 20
+        while not bus.nc.is_connected:
+            assert time.monotonic() < deadline, "the bus did not reconnect"
+            await asyncio.sleep(0.1)
+        # What waited in the outbox goes out once it has settled (outbox.SETTLE_S).
+        while (await stored(sessions, event_id)).published_at is None:
+            assert time.monotonic() < deadline, "the outbox did not publish the event"
+            await hooks.app.state.webhook_outbox.flush()
+            await asyncio.sleep(0.1)
+        # The client may also have resent its buffered publish on reconnecting: the
+        # Nats-Msg-Id (the delivery's dedup key) keeps the stream at one copy.
+        assert (await bus.js.stream_info("EVENTS")).state.messages == 1
+        assert (await last_published(bus, "ha.events.generic.deploy_failed")).id == event_id
