@@ -54,6 +54,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
         overrides["ablation"] = args.ablation
     if getattr(args, "k", None):
         overrides["candidates"] = args.k
+    if getattr(args, "queues", None):
+        overrides["worker_queues"] = [queue.strip() for queue in args.queues.split(",") if queue.strip()]
+    if getattr(args, "concurrency", None):
+        overrides["worker_concurrency"] = args.concurrency
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -79,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
     worker = command("worker", cmd_worker, "run a worker (needs HA_NATS_URL)")
     worker.add_argument("--ablation", choices=ABLATIONS, help="hybrid model parts to run (default: HA_ABLATION or full)")
+    worker.add_argument("--queues", help="comma-separated queues to serve, most important first "
+                        "(default: HA_WORKER_QUEUES or default)")
+    worker.add_argument("--concurrency", type=int, help="tasks run at once (default: HA_WORKER_CONCURRENCY or 1)")
     command("router", cmd_router, "run the event router (needs HA_NATS_URL)")
     command("triggers", cmd_triggers, "run the file and cron triggers of the rules file (needs HA_NATS_URL; one "
             "process of the cluster publishes, elected by a lease)")
@@ -95,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shell command run in the workspace after every change; a change it fails is rolled back")
     submit.add_argument("--dry-run", action="store_true",
                         help="work on a scratch copy; the predicted change set waits for approval to be applied")
+    submit.add_argument("--queue", default="default", help="the queue whose workers run it (default: default)")
+    submit.add_argument("--priority", type=int, default=0, choices=range(10), metavar="0-9",
+                        help="0-3 normal, 4-6 high, 7-9 urgent (default 0)")
     submit.add_argument("--wait", action="store_true", help="print the trace as it happens and wait for the end")
     submit.add_argument("--json", action="store_true", help="print the task as JSON")
     submit.add_argument("--url", help="API URL (default: from HA_API_HOST/HA_API_PORT)")
@@ -334,7 +344,8 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     workspace = str(Path(args.workspace).expanduser().absolute()) if args.workspace else None
     with _client(args, settings) as client:
         created = _request(client, "POST", "/api/tasks", json={"goal": args.goal, "workspace": workspace,
-                                                              "check": args.check, "dry_run": args.dry_run})
+                                                              "check": args.check, "dry_run": args.dry_run,
+                                                              "queue": args.queue, "priority": args.priority})
         if not args.wait:
             print(json.dumps(created) if args.json else f"task {created['id']} {created['status']}")
             return 0

@@ -3,6 +3,7 @@ entry point, and passed down; no other module reads the environment."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Literal, get_args
@@ -10,6 +11,7 @@ from typing import Literal, get_args
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hybrid_agent.bus.messages import QUEUE_PATTERN
 from hybrid_agent.policies.tool_schema import DEFAULT_TEST_CMD
 
 
@@ -98,8 +100,20 @@ class Settings(BaseSettings):
     ack_wait_s: float = Field(default=60.0, gt=0, description="JetStream ack wait before redelivery")
     max_deliver: int = Field(default=3, ge=1, description="deliveries before a task goes to dead letter")
     nak_delay_s: float = Field(default=2.0, ge=0, description="redelivery delay after a transient error")
+    worker_queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1,
+                                     description="queues a worker serves (JSON list); tasks of other queues wait "
+                                     "for workers that serve them")
+    worker_concurrency: int = Field(default=1, ge=1, le=64, description="tasks one worker runs at once")
     task_stale_s: float = Field(default=900.0, gt=0, description="a running task whose worker sent no heartbeat "
                                 "for this long goes back to the queue (its worker vanished and its message with it)")
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _queue_names(cls, queues: list[str]) -> list[str]:
+        for queue in queues:
+            if not re.fullmatch(QUEUE_PATTERN, queue):
+                raise ValueError(f"queue name {queue!r}: use 1-40 of a-z, 0-9, _ and -")
+        return list(dict.fromkeys(queues))
 
     @field_validator("data_dir")
     @classmethod

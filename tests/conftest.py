@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -112,6 +113,15 @@ async def restartable_nats(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedNats, 
     yield server, bus
     await bus.close()
     server.stop()
+
+
+async def default_lane(bus: Bus) -> JetStreamContext.PullSubscription:
+    """A plain pull subscription on the default queue's normal band, for tests that inspect
+    what was queued there in batches (workers use ``bus.task_feed``)."""
+    from hybrid_agent.bus.connection import ConsumerLimits
+
+    await bus.task_feed(ConsumerLimits(ack_wait_s=30, max_deliver=3))
+    return await bus.js.pull_subscribe_bind(subjects.workers_durable("default", "normal"), subjects.TASKS_STREAM)
 
 
 @contextlib.asynccontextmanager

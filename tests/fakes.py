@@ -33,3 +33,16 @@ class FakeScriptedLLM:
                 parsed, error = None, "not JSON"
             candidates.append(Candidate(text=text, parsed=parsed, logprob=-1.0 - i, tokens=10, error=error))
         return Proposal(candidates=candidates, prompt_tokens=100, seconds=0.01)
+
+
+class FakeAppendOnceLLM:
+    """Appends a line to count.txt (an execution a test counts), then finishes once a change
+    may be followed by ``finish``."""
+
+    name = "fake-append-once"
+
+    def propose(self, messages, schema, k):
+        call = ({"tool": "shell", "args": {"cmd": "echo ran >> count.txt"}} if '"shell"' in json.dumps(schema)
+                else {"tool": "finish", "args": {"summary": "ran", "success": True}})
+        return Proposal(candidates=[Candidate(text=json.dumps(call), parsed=call, logprob=-1.0, tokens=5)],
+                        prompt_tokens=10, seconds=0.0)

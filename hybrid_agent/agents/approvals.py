@@ -89,7 +89,8 @@ async def send_back(bus: Bus, sessions: async_sessionmaker[AsyncSession], approv
         requeued = await queries.requeue_parked_task(session, task_id=approval.task_id)
         task = await queries.get_task(session, task_id=approval.task_id)
     if requeued and task is not None:
-        await bus.publish_tasks([TaskMessage(task_id=task.id, queue=task.queue, resumed_by=approval.id)])
+        await bus.publish_tasks([TaskMessage(task_id=task.id, queue=task.queue, priority=task.priority,
+                                                  resumed_by=approval.id)])
     await bus.publish_approval(approval.id, json.dumps(approval_record(approval)).encode(), decided=True)
 
 

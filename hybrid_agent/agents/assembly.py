@@ -3,9 +3,11 @@ evaluation and trace collection run, so that they measure the same thing."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hybrid_agent.agents.hybrid import Hybrid
 from hybrid_agent.agents.loop import AgentLoop, Approver, Limits, StepRecord
@@ -13,13 +15,27 @@ from hybrid_agent.agents.sandbox import Sandbox, SandboxLimits, make_sandbox
 from hybrid_agent.agents.tools import ToolRunner
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm import load_llm
-from hybrid_agent.models.llm.base import LLM
+from hybrid_agent.models.llm.base import LLM, Proposal
 from hybrid_agent.models.tpc import load_tpc
 from hybrid_agent.policies.engine import CallClassifier, PolicyEngine
 from hybrid_agent.policies.policy_file import Policy, load_policy
 from hybrid_agent.policies.tool_schema import ToolCall
 from hybrid_agent.rollback.snapshots import SnapshotStore
 from hybrid_agent.rollback.task import CommandRunner, RollbackRecord, TaskRollback
+
+
+class OneCallAtATime:
+    """An LLM shared by a worker's concurrent tasks: one ``propose`` at a time, as a local
+    model's reused prompt cache is not safe across threads (their tools still overlap)."""
+
+    def __init__(self, llm: LLM) -> None:
+        self.llm = llm
+        self.name = llm.name
+        self.lock = threading.Lock()
+
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
+        with self.lock:
+            return self.llm.propose(messages, schema, k)
 
 
 @dataclass(frozen=True)

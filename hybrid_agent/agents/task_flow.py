@@ -40,11 +40,13 @@ class TaskSpec:
     budgets: dict[str, Any] = field(default_factory=dict)
     policy: str | None = None
     resource: str | None = None
+    rule: str | None = None
+    rule_concurrency: int | None = None   # at most this many of the rule's tasks at once
 
     @classmethod
     def of(cls, row: TaskRow) -> TaskSpec:
         return cls(row.id, row.goal, row.workspace, row.check_cmd, row.template, row.params or {}, bool(row.dry_run),
-                   row.budgets or {}, row.policy, row.resource)
+                   row.budgets or {}, row.policy, row.resource, row.rule, row.rule_concurrency)
 
     @property
     def shaped(self) -> bool:

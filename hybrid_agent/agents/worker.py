@@ -1,4 +1,5 @@
-"""The worker: a member of the one durable pull consumer on TASKS. Each task message is
+"""The worker: it takes tasks from the TASKS consumers of its queues (the most urgent band
+first; ``bus.task_feed``), up to ``worker_concurrency`` at a time. Each task message is
 acked when its task is finished, nak'd with a delay when infrastructure failed (the task
 did not), and dead-lettered after ``max_deliver`` deliveries."""
 
@@ -20,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.agents.experts import Playbook, make_experts
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
-from hybrid_agent.agents.assembly import Undo, build_loop, command_runner, tool_runner
+from hybrid_agent.agents.assembly import OneCallAtATime, Undo, build_loop, command_runner, tool_runner
 from hybrid_agent.agents import approvals
-from hybrid_agent.agents.resources import ResourceHold, hold_resource, resource_of
+from hybrid_agent.agents.resources import ResourceHold, RuleSlot, hold_resource, hold_rule_slot, resource_of
 from hybrid_agent.agents.task_flow import ChangeSetDecision, Preparation, TaskFlow, TaskSpec
 from hybrid_agent.agents.templates import NothingToDo, TemplateFailed
 from hybrid_agent.agents.loop import (AgentExit, AgentLoop, Cancelled, HumanDecision, Interrupted, NeedsApproval,
@@ -30,7 +31,7 @@ from hybrid_agent.agents.loop import (AgentExit, AgentLoop, Cancelled, HumanDeci
 from hybrid_agent.agents.sandbox import Sandbox
 from hybrid_agent.agents.workspace import WorkspaceNotAllowed, resolve_workspace
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
-from hybrid_agent.bus.consumer import fetch_batches, with_heartbeat
+from hybrid_agent.bus.consumer import with_heartbeat
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm.base import LLM
@@ -71,18 +72,21 @@ class Worker:
         self.classifier = classifier
         self.bus = bus
         self.sessions = sessions
-        self.llm = llm
+        self.llm = OneCallAtATime(llm) if settings.worker_concurrency > 1 else llm
         self.sandbox = sandbox
         self.snapshots = SnapshotStore(settings.rollback_dir)
         self.flow = TaskFlow(sessions, self.snapshots, scratch_dir=settings.data_dir / "scratch",
                              patches_dir=settings.data_dir / "patches")
         self.policies: dict[str, Policy] = {}   # rules' policy files (profiles), loaded once each
         self.holds: dict[str, ResourceHold] = {}   # task id -> its resource's lease and fencing token
+        self.slots: dict[str, RuleSlot] = {}       # task id -> its rule's slot, where its rule has a limit
         self.cancel_requests: set[str] = set()   # tasks a person cancelled while they ran
         self.limits = ConsumerLimits(ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
         self.stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Serve the worker's queues, up to ``worker_concurrency`` tasks at once, until ``stop``;
+        then let the running ones finish or hand back (each at its next step)."""
         self.stop = stop
         if self.hybrid is None:
             self.hybrid = await self._load_hybrid()
@@ -90,19 +94,36 @@ class Worker:
         chores = [asyncio.create_task(self._every(GC_INTERVAL_S, stop, self._collect_garbage)),
                   asyncio.create_task(self._every(EXPIRY_POLL_S, stop, self._expire_approvals)),
                   asyncio.create_task(self._every(REAP_POLL_S, stop, self.reap))]
-        subscription = await self.bus.worker_subscription(self.limits)
+        feed = await self.bus.task_feed(self.limits, self.settings.worker_queues)
+        slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        running: set[asyncio.Task[None]] = set()
         try:
-            async for messages in fetch_batches(subscription, batch=1, stop=stop):
-                for msg in messages:
-                    try:
-                        await self.handle(msg)
-                    except (nats.errors.Error, asyncio.TimeoutError) as exc:
-                        # The ack or nak did not reach NATS (it restarted): the message comes
-                        # back, and its task, finished or not, is picked up from the store.
-                        log.warning("settling a task message failed: %s", exc)
+            while not stop.is_set():
+                await slots.acquire()
+                msg = await feed.next(stop)
+                if msg is None:
+                    slots.release()
+                    break
+                job = asyncio.create_task(self._handle_in_slot(msg, slots))
+                running.add(job)
+                job.add_done_callback(running.discard)
         finally:
+            await asyncio.gather(*running, return_exceptions=True)
+            await feed.close()
             for chore in chores:
                 chore.cancel()
+
+    async def _handle_in_slot(self, msg: Msg, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.handle(msg)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            # The ack or nak did not reach NATS (it restarted): the message comes back, and
+            # its task, finished or not, is picked up from the store.
+            log.warning("settling a task message failed: %s", exc)
+        except Exception:
+            log.exception("handling a task message failed")
+        finally:
+            slots.release()
 
     @staticmethod
     async def _every(interval_s: float, stop: asyncio.Event, chore) -> None:  # type: ignore[no-untyped-def]
@@ -129,16 +150,19 @@ class Worker:
             reaped = await queries.reap_stale(session, silent_since=now - timedelta(seconds=self.settings.task_stale_s))
             await queries.add_journal_many(session, entries=[
                 {"kind": "task.reaped", "task_id": task_id, "detail": {"silent_s": self.settings.task_stale_s}}
-                for task_id, _ in reaped])
+                for task_id, _, _ in reaped])
         mark = f"reaped-{now.timestamp():.0f}"
-        await self.bus.publish_tasks([TaskMessage(task_id=task_id, queue=queue, resumed_by=mark)
-                                      for task_id, queue in reaped])
+        await self.bus.publish_tasks([TaskMessage(task_id=task_id, queue=queue, priority=priority, resumed_by=mark)
+                                      for task_id, queue, priority in reaped])
         return len(reaped)
 
     async def _beat(self, task_id: str) -> None:
         hold = self.holds.get(task_id)
         if hold is not None:
             await hold.renew()   # lost? the next journal write is fenced out
+        slot = self.slots.get(task_id)
+        if slot is not None:
+            await slot.renew()
         async with self.sessions.begin() as session:
             await queries.beat(session, task_id=task_id)
 
@@ -224,7 +248,29 @@ class Worker:
         if refused:
             await self._finish(message.task_id, "failed", None, refused)
             return True
-        return await self._run_holding(message, delivery, spec, workspace, done_steps)
+        return await self._run_in_rule_slot(message, delivery, spec, workspace, done_steps)
+
+    async def _run_in_rule_slot(self, message: TaskMessage, delivery: Delivery, spec: TaskSpec, workspace: Path,
+                                done_steps: int) -> bool:
+        """Run the task in one of its rule's slots, where its rule caps how many of its tasks
+        run at once (across the cluster); the slot is waited for up to the task's time budget."""
+        rule, limit = spec.rule, spec.rule_concurrency
+        if rule is None or limit is None:
+            return await self._run_holding(message, delivery, spec, workspace, done_steps)
+        slot = await hold_rule_slot(
+            self.settings, rule, limit, task_id=spec.id, wait_s=self.settings.max_seconds,
+            waiting=lambda: self._waiting(spec.id, "task.waiting_for_rule_slot", {"rule": rule, "limit": limit},
+                                          f"a free slot of rule {rule} (at most {limit} of its tasks run at once)"))
+        if slot is None:
+            await self._finish(spec.id, "failed", None, f"rule {rule} kept {limit} tasks running for "
+                               f"{self.settings.max_seconds:.0f}s (its concurrency limit)")
+            return True
+        self.slots[spec.id] = slot
+        try:
+            return await self._run_holding(message, delivery, spec, workspace, done_steps)
+        finally:
+            del self.slots[spec.id]
+            await slot.release()
 
     async def _run_holding(self, message: TaskMessage, delivery: Delivery, spec: TaskSpec, workspace: Path,
                            done_steps: int) -> bool:
@@ -232,8 +278,9 @@ class Worker:
         (on this host, against rollbacks too); each is waited for up to the task's time budget."""
         resource = resource_of(spec.resource, workspace)
         hold = await hold_resource(self.settings, resource, task_id=spec.id, wait_s=self.settings.max_seconds,
-                                   waiting=lambda: self._journal("task.waiting_for_resource", spec.id,
-                                                                 {"resource": resource}))
+                                   waiting=lambda: self._waiting(spec.id, "task.waiting_for_resource",
+                                                                 {"resource": resource},
+                                                                 f"resource {resource} (another task holds it)"))
         if hold is None:
             await self._finish(spec.id, "failed", None, f"resource {resource} stayed busy for "
                                f"{self.settings.max_seconds:.0f}s (another task holds it)")
@@ -404,7 +451,8 @@ class Worker:
                 return lease.acquire()
             except ScopeBusy as exc:
                 if not waiting:
-                    await self._journal("task.waiting_for_workspace", task_id, {"reason": str(exc)})
+                    await self._waiting(task_id, "task.waiting_for_workspace", {"reason": str(exc)},
+                                        f"its workspace ({exc})")
                     waiting = True
             if asyncio.get_running_loop().time() > deadline:
                 return None
@@ -521,6 +569,12 @@ class Worker:
             await self._finish(message.task_id, "failed", None, f"dead-lettered after {delivery.count} deliveries: {reason}")
         finally:
             await msg.term()
+
+    async def _waiting(self, task_id: str, kind: str, detail: dict, waiting_for: str) -> None:
+        """The task cannot start yet: journaled, and said on the task until it starts."""
+        async with self.sessions.begin() as session:
+            await queries.set_waiting(session, task_id=task_id, waiting_for=waiting_for)
+            await queries.add_journal(session, kind=kind, task_id=task_id, detail=detail)
 
     async def _journal(self, kind: str, task_id: str | None, detail: dict) -> None:
         async with self.sessions.begin() as session:

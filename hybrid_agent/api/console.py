@@ -107,10 +107,11 @@ async def submit_page(request: Request) -> HTMLResponse:
 
 @router.post("/submit")
 async def submit(request: Request, goal: str = Form(...), workspace: str = Form(""), check: str = Form(""),
-                 dry_run: str = Form("")) -> Response:
+                 dry_run: str = Form(""), priority: int = Form(0)) -> Response:
     try:
         me = await acting(request, "operator")
-        body = TaskCreate(goal=goal, workspace=workspace or None, check=check or None, dry_run=dry_run == "on")
+        body = TaskCreate(goal=goal, workspace=workspace or None, check=check or None, dry_run=dry_run == "on",
+                          priority=priority)
         created = await tasks.submit_task(body, request, me, idempotency_key=None)
     except (HTTPException, ValueError) as exc:
         return back("/submit", _reason(exc))

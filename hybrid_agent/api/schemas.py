@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hybrid_agent.bus.messages import QUEUE_PATTERN
+
 
 def no_nul(value: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL, and no goal, path or command needs one."""
@@ -25,6 +27,9 @@ class TaskCreate(BaseModel):
                                           "fails, the change is rolled back")
     dry_run: bool = Field(default=False, description="work on a scratch copy of the workspace; the result is the "
                           "predicted change set, applied only when an approver approves it")
+    queue: str = Field(default="default", pattern=QUEUE_PATTERN, description="the queue whose workers run it")
+    priority: int = Field(default=0, ge=0, le=9, description="0-3 normal, 4-6 high, 7-9 urgent: a worker takes "
+                          "the most urgent waiting task first")
 
     _no_nul = field_validator("goal", "workspace", "check")(no_nul)
 
@@ -83,7 +88,10 @@ class TaskSummary(BaseModel):
     template: str | None = None
     params: dict[str, Any] | None = None
     dry_run: bool = False
+    queue: str = "default"
     priority: int = 0
+    waiting_for: str | None = Field(default=None, description="what a delivered task waits for before it starts "
+                                    "(its resource, its workspace, a free slot of its rule)")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
@@ -18,6 +17,7 @@ from nats.js.errors import NotFoundError
 
 from hybrid_agent.bus import subjects
 from hybrid_agent.bus.messages import Event, TaskMessage
+from hybrid_agent.bus.task_feed import ConsumerLimits, TaskFeed
 
 DEDUP_WINDOW_S = 120.0
 DAY_S = 86400.0
@@ -25,12 +25,6 @@ DAY_S = 86400.0
 
 class BusError(Exception):
     """The bus is unreachable or refused an operation."""
-
-
-@dataclass(frozen=True)
-class ConsumerLimits:
-    ack_wait_s: float
-    max_deliver: int
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
@@ -97,7 +91,7 @@ class Bus:
         """Publish tasks concurrently and wait for every ack; the task id is the dedup key."""
         futures = [
             await self.js.publish_async(
-                subjects.task_subject(message.queue), message.model_dump_json().encode(),
+                subjects.task_subject(message.queue, message.band), message.model_dump_json().encode(),
                 headers={"Nats-Msg-Id": message.dedup_key},
             )
             for message in messages
@@ -154,14 +148,9 @@ class Bus:
         return await self.js.pull_subscribe(subjects.EVENTS_ALL, durable=subjects.ROUTER_DURABLE,
                                             stream=subjects.EVENTS_STREAM, config=config)
 
-    async def worker_subscription(self, limits: ConsumerLimits) -> JetStreamContext.PullSubscription:
-        config = ConsumerConfig(durable_name=subjects.WORKERS_DURABLE, ack_policy=AckPolicy.EXPLICIT,
-                                ack_wait=limits.ack_wait_s, max_deliver=limits.max_deliver, max_ack_pending=1000)
-        # Create or update: pull_subscribe alone keeps an existing consumer's first limits,
-        # and a raised ack wait would then redeliver tasks still being worked on.
-        await self.js.add_consumer(subjects.TASKS_STREAM, config)
-        return await self.js.pull_subscribe(subjects.TASKS_ALL, durable=subjects.WORKERS_DURABLE,
-                                            stream=subjects.TASKS_STREAM, config=config)
+    async def task_feed(self, limits: ConsumerLimits, queues: Sequence[str] = ("default",)) -> TaskFeed:
+        """The TASKS consumers of ``queues`` (every band of each), created or updated with ``limits``."""
+        return await TaskFeed.open(self.nc, self.js, queues, limits, timeout_s=self.timeout_s)
 
     async def close(self) -> None:
         """Flush what was published, then close. (Not drain: a pull subscription with a

@@ -6,7 +6,9 @@ its successor's. The embedded mode's leases live in this process (one process is
 whole cluster there); both keep the same contract, and the same tests run against both.
 
 A fenced acquisition also returns a fencing token: a number that grows with every new
-holder of the key. Whoever writes on the lease's behalf presents it, and the store refuses
+holder of the key, also across a restart that lost the counters (it is at least the clock
+in microseconds, so a clock stepped back by more than the time between two holders would
+break that). Whoever writes on the lease's behalf presents it, and the store refuses
 a token lower than one it has seen (``queries.check_fence``): a holder whose lease expired
 while it was paused cannot write over its successor's work."""
 
@@ -24,10 +26,16 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the lease, ARGV[1] our holder name, ARGV[2] the ttl in ms; KEYS[2] its fence counter.
+# KEYS[1] the lease, ARGV[1] our holder name, ARGV[2] the ttl in ms; KEYS[2] its last token.
+# A token is above the last one and at least the server's clock in microseconds, so tokens
+# keep growing when Redis restarts without its data (the store remembers the old ones).
 _ACQUIRE_FENCED = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+  local now = redis.call('TIME')
+  local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local token = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, clock)
+  redis.call('SET', KEYS[2], string.format('%d', token))
+  return token
 end
 return 0
 """
@@ -148,7 +156,9 @@ class LocalLease:
         if current is not None and current[1] > time.monotonic():
             return 0
         await self.acquire()
-        _FENCES[self.key] = _FENCES.get(self.key, 0) + 1
+        # As with Redis, at least the clock in microseconds: the counters die with the
+        # process, the tokens the store has seen do not.
+        _FENCES[self.key] = max(_FENCES.get(self.key, 0) + 1, time.time_ns() // 1000)
         return _FENCES[self.key]
 
     async def release(self) -> None:

@@ -8,6 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from hybrid_agent.bus import subjects
+
+
+QUEUE_PATTERN = r"^[a-z0-9_-]{1,40}$"
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -33,10 +38,15 @@ class TaskMessage(BaseModel):
     """A task to run; the task itself lives in the store, keyed by id."""
 
     task_id: str
-    queue: str = "default"
+    queue: str = Field(default="default", pattern=QUEUE_PATTERN)
+    priority: int = Field(default=0, ge=0, le=9)
     # What sends the task back: the approval whose decision resumes a parked task, or the
     # reaper's mark for a task whose worker vanished.
     resumed_by: str | None = None
+
+    @property
+    def band(self) -> str:
+        return subjects.band_of(self.priority)
 
     @property
     def dedup_key(self) -> str:

@@ -82,7 +82,9 @@ async def raw_rate(bus: Bus, events: list[Event]) -> float:
 async def path_rate(bus: Bus, sessions: Any, events: list[Event]) -> tuple[float, int]:
     stop = asyncio.Event()
     router = asyncio.create_task(Router(bus, sessions).run(stop))
-    tasks_sub = await bus.worker_subscription(ConsumerLimits(ack_wait_s=60, max_deliver=3))
+    # Every benchmark task is of the default queue's normal band: fetched from it in batches.
+    await bus.task_feed(ConsumerLimits(ack_wait_s=60, max_deliver=3))
+    tasks_sub = await bus.js.pull_subscribe_bind(subjects.workers_durable("default", "normal"), subjects.TASKS_STREAM)
     items = [(subjects.event_subject(e.source, e.kind), e.model_dump_json().encode(), e.dedup_key) for e in events]
     t0 = time.perf_counter()
     consumed = asyncio.create_task(_consume(tasks_sub, len(events), wait_s=5.0))

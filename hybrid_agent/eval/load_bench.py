@@ -279,7 +279,7 @@ class ToolLoopWorker:
     get_steps reads, a journal entry per hop, status traces, a snapshot before the write,
     the agent loop in a thread, three more transactions), about 48 tasks/s a process, so
     500 events/s would need ten such processes on this 2-core machine. What this loop keeps
-    is what the bus path costs a task: the shared pull consumer, one task at a time per
+    is what the bus path costs a task: the shared task feed, one task at a time per
     process, the store's start and finish, a real tool call and a confirmed ack."""
 
     def __init__(self, bus: Bus, sessions: async_sessionmaker[AsyncSession], settings: Settings,
@@ -293,12 +293,11 @@ class ToolLoopWorker:
         self.idle_since = time.perf_counter()
 
     async def run(self, stop: asyncio.Event, ready: Callable[[], None]) -> None:
-        subscription = await self.bus.worker_subscription(WORKER_LIMITS)
+        feed = await self.bus.task_feed(WORKER_LIMITS)
         ready()
         self.idle_since = time.perf_counter()
-        async for messages in fetch_batches(subscription, batch=1, stop=stop):
-            for msg in messages:
-                await self.handle(msg)
+        while (msg := await feed.next(stop)) is not None:
+            await self.handle(msg)
 
     async def handle(self, msg: Msg) -> None:
         laps = [self.idle_since, time.perf_counter()]   # the wait for the message, then each stage

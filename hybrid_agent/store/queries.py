@@ -45,11 +45,11 @@ async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: 
 
 async def insert_events_and_tasks(
     session: AsyncSession, *, events: Sequence[dict[str, Any]], tasks: Sequence[dict[str, Any]]
-) -> list[Row[tuple[str, str, str | None]]]:
+) -> list[Row[tuple[str, str, int, str | None]]]:
     """Insert events and their tasks, ignoring ones already stored (redelivery, duplicate
     dedup key). Returns those of ``tasks`` that are still queued, so a caller that crashed
     between commit and publish republishes them on redelivery. Each row has ``id``,
-    ``queue`` and ``event_id``."""
+    ``queue``, ``priority`` and ``event_id``."""
     stored = await insert_events(session, events=events)
     # An event whose dedup key was stored under another id (a duplicate from outside
     # JetStream's window) was not inserted, nor may its task be.
@@ -66,7 +66,7 @@ async def insert_events(session: AsyncSession, *, events: Sequence[dict[str, Any
     return ids
 
 
-async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]) -> list[Row[tuple[str, str, str | None]]]:
+async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]) -> list[Row[tuple[str, str, int, str | None]]]:
     """Insert tasks ignoring known ones; those of ``tasks`` still queued."""
     if tasks:
         rows = [{"deliveries": 0, "created_at": utcnow(), **task} for task in tasks]
@@ -75,7 +75,8 @@ async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]
     if not ids:
         return []
     # Columns, not ORM objects: this runs for every routed batch.
-    query = select(TaskRow.id, TaskRow.queue, TaskRow.event_id).where(TaskRow.id.in_(ids), TaskRow.status == "queued")
+    query = (select(TaskRow.id, TaskRow.queue, TaskRow.priority, TaskRow.event_id)
+             .where(TaskRow.id.in_(ids), TaskRow.status == "queued"))
     return list(await session.execute(query))
 
 
@@ -250,7 +251,14 @@ async def start_task(session: AsyncSession, *, task_id: str, isolation: str, wor
     task.deliveries += 1
     task.started_at = task.started_at or utcnow()
     task.heartbeat_at = utcnow()
+    task.waiting_for = None
     return task
+
+
+async def set_waiting(session: AsyncSession, *, task_id: str, waiting_for: str) -> None:
+    """Say what a delivered task waits for before it can start (while it is still queued)."""
+    await session.execute(update(TaskRow).where(TaskRow.id == task_id, TaskRow.status == "queued")
+                          .values(waiting_for=waiting_for[:500]))
 
 
 class FencedOut(Exception):
@@ -274,19 +282,19 @@ async def beat(session: AsyncSession, *, task_id: str) -> None:
                           .values(heartbeat_at=utcnow()))
 
 
-async def reap_stale(session: AsyncSession, *, silent_since: datetime) -> list[Row[tuple[str, str]]]:
+async def reap_stale(session: AsyncSession, *, silent_since: datetime) -> list[tuple[str, str, int]]:
     """Running tasks whose worker sent no heartbeat since ``silent_since``, put back to
-    ``queued``; (id, queue) of each. The guarded update lets one reaper win per task."""
-    stale = list(await session.execute(select(TaskRow.id, TaskRow.queue).where(
+    ``queued``; (id, queue, priority) of each. The guarded update lets one reaper win per task."""
+    stale = list(await session.execute(select(TaskRow.id, TaskRow.queue, TaskRow.priority).where(
         TaskRow.status == "running", TaskRow.heartbeat_at < silent_since)))
     reaped = []
-    for task_id, queue in stale:
+    for task_id, queue, priority in stale:
         result = await session.execute(
             update(TaskRow).where(TaskRow.id == task_id, TaskRow.status == "running",
                                   TaskRow.heartbeat_at < silent_since)
             .values(status="queued").execution_options(synchronize_session=False))
         if result.rowcount == 1:
-            reaped.append((task_id, queue))
+            reaped.append((task_id, queue, priority))
     return reaped
 
 

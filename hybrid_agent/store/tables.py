@@ -59,6 +59,8 @@ class TaskRow(Base):
     heartbeat_at: Mapped[datetime | None]   # its worker's last sign of life while running
     # What it acts on (a host, a repository; default its workspace): one task at a time each.
     resource: Mapped[str | None] = mapped_column(String(200))
+    rule_concurrency: Mapped[int | None]   # at most this many tasks of its rule run at once
+    waiting_for: Mapped[str | None] = mapped_column(Text)   # why a delivered task has not started yet
 
 
 class StepRow(Base):

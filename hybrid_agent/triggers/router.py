@@ -73,7 +73,8 @@ class Router:
                 {"kind": "incident.malformed_event", "task_id": None, "event_id": None,
                  "detail": {"subject": msg.subject, "error": error, "data": msg.data[:500].decode(errors="replace")}}
                 for msg, error in malformed])
-        acks = await self.bus.publish_tasks([TaskMessage(task_id=task.id, queue=task.queue) for task in queued])
+        acks = await self.bus.publish_tasks([TaskMessage(task_id=task.id, queue=task.queue, priority=task.priority)
+                                              for task in queued])
         rules = {decision.task["id"]: decision.rule for _, decisions in decided for decision in decisions
                  if decision.task is not None}
         self.journal.add([

@@ -64,6 +64,8 @@ class Then(Strict):
     check: str | None = None
     budgets: Budgets = Field(default_factory=Budgets)
     dry_run: bool = False
+    concurrency: int | None = Field(default=None, ge=1, le=100, description="at most this many of the rule's "
+                                    "tasks run at once across the cluster (the rest wait); unset: no limit")
 
     @model_validator(mode="after")
     def _goal_or_template(self) -> Then:
@@ -276,6 +278,7 @@ def task_for(rule: Rule, event: Event) -> dict[str, Any]:
         "requested_by": f"rule:{rule.name}", "check_cmd": render(then.check, context) if then.check else None,
         "rule": rule.name, "template": then.template, "params": params or None, "dry_run": then.dry_run,
         "priority": then.priority, "policy": str(then.policy) if then.policy else None,
+        "rule_concurrency": then.concurrency,
         "budgets": then.budgets.model_dump(exclude_none=True) or None,
         "resource": render(then.resource, context)[:200] if then.resource else None,
     }
@@ -306,7 +309,8 @@ def default_rule(event: Event) -> dict[str, Any]:
         "goal": str(goal),
         "status": "queued",
         "workspace": payload.get("workspace"),
-        "queue": payload.get("queue", "default"),
+        "queue": str(payload.get("queue") or "default"),
+        "priority": int(payload.get("priority") or 0),
         "requested_by": payload.get("requested_by") or f"{event.source}",
         "check_cmd": payload.get("check"),
         "dry_run": bool(payload.get("dry_run", False)),

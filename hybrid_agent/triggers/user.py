@@ -29,11 +29,11 @@ class Submission:
 async def submit(
     bus: Bus, sessions: async_sessionmaker[AsyncSession], journal: JournalWriter, *, goal: str,
     workspace: str | None, requested_by: str, idempotency_key: str | None = None, check: str | None = None,
-    dry_run: bool = False,
+    dry_run: bool = False, queue: str = "default", priority: int = 0,
 ) -> Submission:
     event = Event(source="user", kind="task", payload={
         "goal": goal, "workspace": workspace, "task_id": new_id(), "requested_by": requested_by, "check": check,
-        "dry_run": dry_run,
+        "dry_run": dry_run, "queue": queue, "priority": priority,
     })
     if idempotency_key:
         event.dedup_key = f"user:{requested_by}:{idempotency_key}"

@@ -46,4 +46,4 @@ async def queue_task(sessions, bus: Bus, task_id: str, **task) -> None:
            "requested_by": "ops-bot", **task}
     async with sessions.begin() as session:
         await queries.insert_events_and_tasks(session, events=[], tasks=[row])
-    await bus.publish_tasks([TaskMessage(task_id=task_id)])
+    await bus.publish_tasks([TaskMessage(task_id=task_id, queue=row["queue"], priority=row.get("priority", 0))])

@@ -129,7 +129,7 @@ async def test_a_store_outage_mid_task_neither_fails_nor_redelivers_it(store_beh
     assert task.status == "succeeded"
     assert {entry.detail["deliveries"] for entry in journal if entry.kind == "task.delivered"} == {1}
     assert (workspace / "a.txt").read_text() == "a.txt" and (workspace / "b.txt").read_text() == "b.txt"
-    info = await embedded_bus.js.consumer_info("TASKS", "workers")
+    info = await embedded_bus.js.consumer_info("TASKS", "workers-default-normal")
     assert info.num_ack_pending == 0 and info.num_redelivered == 0
 
 

@@ -41,7 +41,7 @@ async def test_a_task_runs_in_a_fresh_workspace_and_is_journaled(make_worker, se
     assert [s.n for s in steps] == [1, 2]
     assert [j.kind for j in journal] == ["task.delivered", "task.finished"]
     assert journal[0].detail["isolation"] == "rlimit" and journal[0].detail["llm"] == "fake-scripted"
-    info = await bus.js.consumer_info("TASKS", "workers")
+    info = await bus.js.consumer_info("TASKS", "workers-default-normal")
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 

@@ -72,7 +72,7 @@ async def test_an_approval_sends_the_task_back_and_a_second_decision_is_409(api,
     assert (requested.subject, json.loads(requested.data)["status"]) == ("ha.approvals.requested", "pending")
     assert (decided_msg.subject, json.loads(decided_msg.data)["decided_by"]) == (
         f"ha.approvals.decided.{approval_id}", "bob")
-    resumed = await bus.js.get_last_msg("TASKS", "ha.tasks.default")
+    resumed = await bus.js.get_last_msg("TASKS", "ha.tasks.default.normal")
     assert TaskMessage.model_validate_json(resumed.data).resumed_by == approval_id
     again = await api.post(f"/api/approvals/{approval_id}/decision", json={"decision": "reject"}, headers=approver)
     assert again.status_code == 409 and "already approved" in again.json()["detail"]

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from hybrid_agent.api.auth import create_token
+from hybrid_agent.store import queries
 from tests.api.test_approvals_api import parked_task
 
 ORIGIN = {"Origin": "http://console"}
@@ -81,3 +82,22 @@ async def test_a_dry_run_submitted_from_the_console_says_so(browser, sessions):
                                   headers=ORIGIN)
     page = (await browser.get(response.headers["location"])).text
     assert "<strong>dry run</strong>" in page
+
+
+async def test_an_urgent_task_submitted_from_the_console_says_its_priority(browser, sessions):
+    await log_in(browser, sessions, name="olga", role="operator")
+    response = await browser.post("/submit", data={"goal": "page", "workspace": "", "check": "", "priority": "8"},
+                                  headers=ORIGIN)
+    page = (await browser.get(response.headers["location"])).text
+    assert "priority 8" in page
+
+
+async def test_a_task_waiting_to_start_says_what_for(browser, sessions):
+    await log_in(browser, sessions, name="olga", role="operator")
+    response = await browser.post("/submit", data={"goal": "restart web", "workspace": "", "check": ""},
+                                  headers=ORIGIN)
+    task_id = response.headers["location"].rsplit("/", 1)[-1]
+    async with sessions.begin() as session:
+        await queries.set_waiting(session, task_id=task_id, waiting_for="resource host:web1 (another task holds it)")
+    page = (await browser.get(f"/tasks/{task_id}")).text
+    assert "Waiting for resource host:web1 (another task holds it)" in page

@@ -34,6 +34,12 @@ async def test_a_submission_is_stored_published_and_readable(api, sessions, tmp_
     assert [t["id"] for t in listed] == [created["id"]]
 
 
+async def test_a_submission_names_its_queue_and_priority(api):
+    created = (await api.post("/api/tasks", json={"goal": "page me", "queue": "ops", "priority": 7})).json()
+    task = (await api.get(f"/api/tasks/{created['id']}")).json()
+    assert (task["queue"], task["priority"]) == ("ops", 7)
+
+
 async def test_the_same_idempotency_key_is_one_task(api, sessions):
     first = await api.post("/api/tasks", json={"goal": "g"}, headers={"Idempotency-Key": "abc"})
     second = await api.post("/api/tasks", json={"goal": "g"}, headers={"Idempotency-Key": "abc"})
@@ -48,7 +54,9 @@ async def test_the_same_idempotency_key_is_one_task(api, sessions):
     ({"goal": "g", "workspace": ["x"]}, "workspace"),
     ({"goal": "g", "workspace": "/etc"}, "workspace"),
     ({"goal": "g", "workspace": "/tmp/../etc/cron.d"}, "workspace"),
-    ({"goal": "g", "priority": 1}, "priority"),
+    ({"goal": "g", "priority": 10}, "priority"),
+    ({"goal": "g", "queue": "Not A Queue"}, "queue"),
+    ({"goal": "g", "colour": "red"}, "colour"),
 ])
 async def test_a_bad_submission_is_422_naming_the_field_and_stores_nothing(api, sessions, body, field):
     response = await api.post("/api/tasks", json=body)

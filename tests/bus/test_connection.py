@@ -15,8 +15,9 @@ async def test_a_comma_separated_url_reaches_a_server_that_answers(embedded_nats
         await bus.close()
 
 
-async def test_raised_consumer_limits_reach_the_existing_consumer(embedded_bus):
-    await embedded_bus.worker_subscription(ConsumerLimits(ack_wait_s=30, max_deliver=3))
-    await embedded_bus.worker_subscription(ConsumerLimits(ack_wait_s=90, max_deliver=5))
-    info = await embedded_bus.js.consumer_info(subjects.TASKS_STREAM, subjects.WORKERS_DURABLE)
-    assert info.config.ack_wait == 90 and info.config.max_deliver == 5
+async def test_raised_consumer_limits_reach_the_existing_consumers(embedded_bus):
+    await embedded_bus.task_feed(ConsumerLimits(ack_wait_s=30, max_deliver=3))
+    await embedded_bus.task_feed(ConsumerLimits(ack_wait_s=90, max_deliver=5))
+    for band in subjects.BANDS:
+        info = await embedded_bus.js.consumer_info(subjects.TASKS_STREAM, subjects.workers_durable("default", band))
+        assert info.config.ack_wait == 90 and info.config.max_deliver == 5

@@ -86,3 +86,17 @@ async def test_each_new_holder_gets_a_higher_fencing_token(new_lease):
     assert not await a.acquire(), "a's lease is gone"
     await b.release()
     assert await a.acquire_fenced() > first + 1
+
+
+async def test_tokens_keep_growing_when_the_counters_are_lost(new_lease):
+    from hybrid_agent.bus import leases
+
+    first = new_lease("a", 30)
+    token = await first.acquire_fenced()
+    await first.release()
+    # Redis restarted without its data; the embedded mode's process restarted.
+    if isinstance(first, leases.RedisLease):
+        await first.client.delete(first.key + ":fence")
+    else:
+        leases._FENCES.clear()
+    assert await new_lease("b", 30).acquire_fenced() > token

@@ -37,7 +37,7 @@ async def test_every_event_and_task_message_twice_still_runs_each_task_once(sett
             await publish_twice(bus, subjects.event_subject("user", "task"), event.model_dump_json().encode(),
                                 event.dedup_key)
             message = TaskMessage(task_id=task_id)   # as if the router's publish were repeated too
-            await publish_twice(bus, subjects.task_subject("default"), message.model_dump_json().encode(),
+            await publish_twice(bus, subjects.task_subject("default", "normal"), message.model_dump_json().encode(),
                                 message.dedup_key + ":dup")
         await eventually(lambda: _all_ended(sessions, ids), "every task ends", 120)
         await eventually(lambda: _drained(bus), "every copy is delivered and settled", 60)
@@ -50,12 +50,12 @@ async def test_every_event_and_task_message_twice_still_runs_each_task_once(sett
         assert await queries.count_tasks(session) == TASKS
     assert statuses == ["succeeded"] * TASKS
     assert [sum(j.kind == "task.finished" for j in journal) for journal in journals] == [1] * TASKS
-    info = await bus.js.consumer_info(subjects.TASKS_STREAM, subjects.WORKERS_DURABLE)
+    info = await bus.js.consumer_info(subjects.TASKS_STREAM, subjects.workers_durable("default", "normal"))
     assert info.delivered.consumer_seq >= 3 * TASKS   # the router's message and the two copies, each delivered
     runs = [(configured.workspaces_dir / task_id / "count.txt").read_text() for task_id in ids]
     assert runs == ["ran\n"] * TASKS
 
 
 async def _drained(bus) -> bool:
-    info = await bus.js.consumer_info(subjects.TASKS_STREAM, subjects.WORKERS_DURABLE)
+    info = await bus.js.consumer_info(subjects.TASKS_STREAM, subjects.workers_durable("default", "normal"))
     return info.num_pending == 0 and info.num_ack_pending == 0

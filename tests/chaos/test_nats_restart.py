@@ -5,31 +5,17 @@ reaches its end exactly once and its action ran once."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 from hybrid_agent.agents.sandbox import make_sandbox
 from hybrid_agent.agents.worker import Worker
-from hybrid_agent.models.llm.base import Candidate, Proposal
 from hybrid_agent.store import queries
 from hybrid_agent.triggers.outbox import Outbox
 from hybrid_agent.triggers.router import Router
 from tests.conftest import admin_client
+from tests.fakes import FakeAppendOnceLLM
 from tests.waiting import eventually
 
 TASKS = 24
-
-
-class FakeAppendOnceLLM:
-    """The LLM boundary: appends a line to count.txt (an execution the test counts), then
-    finishes once a change may be followed by ``finish``."""
-
-    name = "fake-append-once"
-
-    def propose(self, messages, schema, k):
-        call = ({"tool": "shell", "args": {"cmd": "echo ran >> count.txt"}} if '"shell"' in json.dumps(schema)
-                else {"tool": "finish", "args": {"summary": "ran", "success": True}})
-        return Proposal(candidates=[Candidate(text=json.dumps(call), parsed=call, logprob=-1.0, tokens=5)],
-                        prompt_tokens=10, seconds=0.0)
 
 
 async def test_a_nats_restart_during_a_burst_loses_nothing_and_does_nothing_twice(settings, sessions,

@@ -43,3 +43,17 @@ def test_a_broken_policy_stops_up_before_anything_starts(tmp_path, capsys, monke
     code, err = run_cli(["up", "--data-dir", str(tmp_path)], capsys)
     assert code == 2 and str(bad) in err and "Traceback" not in err
     assert not (tmp_path / "jetstream").exists()   # no NATS was started
+
+
+def test_a_bad_queue_name_for_a_worker_names_the_setting_and_the_queue(tmp_path, capsys):
+    code, err = run_cli(["worker", "--queues", "ci,Bad Queue", "--data-dir", str(tmp_path)], capsys)
+    assert code == 2 and "HA_WORKER_QUEUES" in err and "'Bad Queue'" in err and "Traceback" not in err
+
+
+def test_worker_options_reach_the_settings(tmp_path):
+    from hybrid_agent.cli import build_parser, load_settings
+
+    args = build_parser().parse_args(["worker", "--queues", "ci, default", "--concurrency", "4",
+                                      "--data-dir", str(tmp_path)])
+    settings = load_settings(args)
+    assert settings.worker_queues == ["ci", "default"] and settings.worker_concurrency == 4

@@ -4,11 +4,12 @@ import asyncio
 
 import pytest
 
-from hybrid_agent.bus.connection import Bus, ConsumerLimits
+from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.consumer import fetch_batches
 from hybrid_agent.bus.messages import Event, TaskMessage
 from hybrid_agent.store import queries
 from hybrid_agent.triggers.router import Router
+from tests.conftest import default_lane
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ async def route_everything(router: Router, bus: Bus, expected: int) -> None:
 
 
 async def queued_task_ids(bus: Bus) -> list[str]:
-    sub = await bus.worker_subscription(ConsumerLimits(ack_wait_s=30, max_deliver=3))
+    sub = await default_lane(bus)
     msgs = await sub.fetch(100, timeout=1)
     for msg in msgs:
         await msg.ack()
@@ -47,6 +48,18 @@ async def test_publishing_the_same_event_twice_creates_one_task(bus, sessions, r
     async with sessions() as session:
         assert await queries.count_tasks(session) == 1
     assert len(await queued_task_ids(bus)) == 1
+
+
+async def test_a_task_goes_to_its_queue_in_the_band_of_its_priority(bus, sessions, router):
+    event = Event(source="user", kind="task", payload={"goal": "page", "queue": "ci", "priority": 8})
+    await bus.publish_event(event)
+    await route_everything(router, bus, expected=1)
+    message = await bus.js.get_last_msg("TASKS", "ha.tasks.ci.urgent")
+    routed = TaskMessage.model_validate_json(message.data)
+    async with sessions() as session:
+        (task,) = await queries.tasks_of_event(session, event_id=event.id)
+    assert (routed.task_id, routed.queue, routed.priority) == (task.id, "ci", 8)
+    assert (task.queue, task.priority) == ("ci", 8)
 
 
 async def test_a_redelivered_event_republishes_its_task_once(bus, sessions, router):

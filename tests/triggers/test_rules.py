@@ -15,7 +15,7 @@ CI_RULE = {
              "all": [{"path": "conclusion", "op": "in", "value": ["failure", "timed_out"]}]},
     "then": {"template": "ci_remediation",
              "params": {"repo": "{{ payload.clone_url }}", "commit": "{{ payload.commit }}", "test_cmd": "pytest -q"},
-             "priority": 5},
+             "priority": 5, "concurrency": 2},
 }
 DISK_RULE = {
     "name": "disk-cleanup",
@@ -40,6 +40,7 @@ def test_a_matching_event_makes_the_rules_task_with_rendered_parameters():
     task = decision.task
     assert task["id"] == task_id_for(event.id, "ci-fix")
     assert task["template"] == "ci_remediation" and task["priority"] == 5 and task["rule"] == "ci-fix"
+    assert task["rule_concurrency"] == 2
     assert task["params"]["repo"] == "/srv/repos/app" and task["params"]["commit"] == "abc123"
     assert "pytest -q" in task["goal"] and "/srv/repos/app" in task["goal"]
     assert any("conclusion = 'failure' in" in why for why in decision.why)

@@ -3,12 +3,11 @@ outbox publishes the event once NATS is back, and the task reaches TASKS exactly
 
 from __future__ import annotations
 
-from hybrid_agent.bus.connection import ConsumerLimits
 from hybrid_agent.bus.messages import TaskMessage
 from hybrid_agent.store import queries
 from hybrid_agent.triggers.outbox import Outbox
 from hybrid_agent.triggers.router import Router
-from tests.conftest import admin_client
+from tests.conftest import admin_client, default_lane
 from tests.triggers.test_router import route_everything
 from tests.waiting import eventually
 
@@ -31,7 +30,7 @@ async def test_a_task_submitted_during_a_nats_outage_is_queued_once_when_it_retu
     router = Router(bus, sessions)
     await route_everything(router, bus, expected=1)
     await router.journal.close()
-    tasks = await bus.worker_subscription(ConsumerLimits(ack_wait_s=30, max_deliver=3))
+    tasks = await default_lane(bus)
     messages = await tasks.fetch(10, timeout=2)
     assert [TaskMessage.model_validate_json(m.data).task_id for m in messages] == [task_id]
     assert (await bus.js.stream_info("EVENTS")).state.messages == 1

@@ -43,7 +43,8 @@ async def submit_task(body: TaskCreate, request: Request, principal: Principal =
     state = request.app.state
     submission = await user.submit(state.bus, state.sessions, state.journal, goal=body.goal,
                                    workspace=body.workspace, requested_by=principal.name,
-                                   idempotency_key=idempotency_key, check=body.check, dry_run=body.dry_run)
+                                   idempotency_key=idempotency_key, check=body.check, dry_run=body.dry_run,
+                                   queue=body.queue, priority=body.priority)
     return TaskCreated(id=submission.task_id, status="queued")
 
 

@@ -1,0 +1,134 @@
+"""A worker's view of TASKS: the queues it serves, each in three priority bands, one durable
+pull consumer per (queue, band) shared by every worker serving that queue. ``next`` hands
+out the most urgent waiting message: it asks each consumer in band order for a message
+without waiting (``no_wait``), and only when all are empty waits a moment on the first
+queue's normal band, where most work arrives. A task on a queue no worker serves waits in
+the stream until one does.
+
+Each lane has its own inbox: a message that arrives after its pull stopped waiting (the
+server delivered it as the wait expired) is already ours, and is handed out first the next
+time that lane is asked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import NotFoundError
+
+from hybrid_agent.bus import subjects
+
+log = logging.getLogger(__name__)
+
+LONG_POLL_S = 0.25   # the longest an urgent task waits for an idle worker to look again
+API_PREFIX = "$JS.API"
+NO_MESSAGES = ("404", "408")   # none waiting; a waiting pull expired
+HEARTBEAT = "100"
+
+
+@dataclass(frozen=True)
+class ConsumerLimits:
+    ack_wait_s: float
+    max_deliver: int
+
+
+@dataclass(frozen=True)
+class Lane:
+    queue: str
+    band: str
+    durable: str
+
+    @property
+    def next_subject(self) -> str:
+        return f"{API_PREFIX}.CONSUMER.MSG.NEXT.{subjects.TASKS_STREAM}.{self.durable}"
+
+
+def lanes(queues: Sequence[str]) -> list[Lane]:
+    """(queue, band) pairs in the order they are served: every queue's urgent band first."""
+    return [Lane(queue, band, subjects.workers_durable(queue, band)) for band in subjects.BANDS for queue in queues]
+
+
+class TaskFeed:
+    def __init__(self, nc: Client, inboxes: dict[Lane, Subscription], *, timeout_s: float) -> None:
+        self.nc = nc
+        self.inboxes = inboxes   # in serving order
+        self.waiting = next(lane for lane in inboxes if lane.band == "normal")   # the first queue's
+        self.timeout_s = timeout_s
+
+    @classmethod
+    async def open(cls, nc: Client, js: JetStreamContext, queues: Sequence[str], limits: ConsumerLimits, *,
+                   timeout_s: float = 5.0) -> TaskFeed:
+        if not queues:
+            raise ValueError("a worker must serve at least one queue")
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(subjects.TASKS_STREAM, subjects.LEGACY_WORKERS_DURABLE)
+        inboxes = {}
+        for lane in lanes(queues):
+            # Create or update: a raised ack wait must reach an existing consumer, or it would
+            # redeliver tasks still being worked on.
+            await js.add_consumer(subjects.TASKS_STREAM, ConsumerConfig(
+                durable_name=lane.durable, filter_subject=subjects.task_subject(lane.queue, lane.band),
+                ack_policy=AckPolicy.EXPLICIT, ack_wait=limits.ack_wait_s, max_deliver=limits.max_deliver,
+                max_ack_pending=1000))
+            inboxes[lane] = await nc.subscribe(nc.new_inbox())
+        return cls(nc, inboxes, timeout_s=timeout_s)
+
+    async def next(self, stop: asyncio.Event) -> Msg | None:
+        """The most urgent message waiting on any lane; None once ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                for lane in self.inboxes:
+                    msg = await self._pull(lane, wait_s=None)
+                    if msg is not None:
+                        return msg
+                msg = await self._pull(self.waiting, wait_s=LONG_POLL_S)
+            except nats.errors.ConnectionClosedError:
+                return None
+            except nats.errors.Error as exc:   # a reconnect, no answer: ask again shortly
+                log.warning("fetching a task failed, retrying: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                continue
+            if msg is not None:
+                return msg
+        return None
+
+    async def close(self) -> None:
+        for inbox in self.inboxes.values():
+            with contextlib.suppress(nats.errors.Error):
+                await inbox.unsubscribe()
+
+    async def _pull(self, lane: Lane, *, wait_s: float | None) -> Msg | None:
+        """One message of ``lane``: one delivered earlier and not yet handed out, else one
+        asked for now (``wait_s`` None: only if one waits; else waiting that long)."""
+        inbox = self.inboxes[lane]
+        while inbox.pending_msgs:
+            msg = await inbox.next_msg(timeout=None)   # there: no wait
+            if not JetStreamContext.is_status_msg(msg):
+                return msg
+        request = {"batch": 1, "no_wait": True} if wait_s is None else {"batch": 1, "expires": int(wait_s * 1e9)}
+        await self.nc.publish(lane.next_subject, json.dumps(request).encode(), reply=inbox.subject)
+        deadline = asyncio.get_running_loop().time() + (wait_s or 0) + self.timeout_s
+        while True:
+            try:
+                msg = await inbox.next_msg(timeout=max(deadline - asyncio.get_running_loop().time(), 0.001))
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                return None   # an answer still on its way waits in the inbox
+            status = JetStreamContext.is_status_msg(msg)
+            if not status:
+                return msg
+            if status in NO_MESSAGES:
+                return None
+            if status != HEARTBEAT:
+                log.warning("lane %s answered %s %s", lane.durable, status, msg.headers)
+                return None
