@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect = command("collect", cmd_collect, "run a pack with K>1 and write labelled traces for training")
     _pack_arguments(collect, default_split="train")
     collect.add_argument("--out", type=Path, required=True, help="directory for ebm/hrm/sft/playbook JSONL")
+    collect.add_argument("--demonstrations", type=Path, metavar="SOLUTIONS.jsonl",
+                         help="play these reference solutions ({id, solution} per line) through the loop instead "
+                         "of the LLM: demonstration traces for train sft (the LLM alone, one candidate)")
 
     train = command("train", cmd_train, "train the EBM or the HRM (their own options follow), or the SFT adapter")
     train.add_argument("which", choices=["ebm", "hrm", "sft"])
@@ -617,11 +620,17 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> None:
-    from hybrid_agent.eval.run import collect
+    from hybrid_agent.eval.run import collect, collect_demonstrations
 
+    selection, options = _pack_options(args)
+    if args.demonstrations is not None:
+        if not args.demonstrations.is_file():
+            raise CLIError(f"--demonstrations {args.demonstrations}: no such file")
+        print(json.dumps(collect_demonstrations(settings, selection, options, solutions=args.demonstrations,
+                                                out_dir=args.out)))
+        return
     if args.k is None:
         settings = settings.model_copy(update={"candidates": 4})
-    selection, options = _pack_options(args)
     print(json.dumps(collect(settings, selection, options, out_dir=args.out, playbook=args.playbook)))
 
 
@@ -675,6 +684,17 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return train_main(argv)
 
 
+def _check_torch_device(device: str) -> None:
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise CLIError(f"--device {device}: {exc}") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: no CUDA device on this machine")
+
+
 def _train_sft(argv: list[str], settings: Settings) -> None:
     from hybrid_agent.models.llm import LLMError
     from hybrid_agent.models.llm.sft import run_sft
@@ -688,12 +708,14 @@ def _train_sft(argv: list[str], settings: Settings) -> None:
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (alpha is twice it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="the first N examples")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1)")
     args = parser.parse_args(argv)
     if not args.data.is_file():
         raise CLIError(f"--data {args.data}: no such file")
+    _check_torch_device(args.device)
     try:
         report = run_sft(args.data, args.out, cache_dir=settings.model_cache_dir, epochs=args.epochs, lr=args.lr,
-                         rank=args.rank, seed=args.seed, limit=args.limit,
+                         rank=args.rank, seed=args.seed, limit=args.limit, device=args.device,
                          command="hybrid-agent " + " ".join(sys.argv[1:]))
     except (ValueError, LLMError) as exc:
         raise CLIError(str(exc)) from exc

@@ -52,13 +52,15 @@ class AgentParts:
                 f"{', classifier on' if self.classifier else ''}")
 
 
-def load_parts(settings: Settings, *, seed: int | None = None) -> AgentParts:
-    """The LLM, sandbox, policy and call classifier the settings name (slow: loads models)."""
-    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    llm = load_llm(settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed if seed is None else seed,
-                   max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
-                   timeout_s=settings.llm_timeout_s, retries=settings.llm_retries, api_key=api_key,
-                   adapter=settings.llm_adapter)
+def load_parts(settings: Settings, *, seed: int | None = None, llm: LLM | None = None) -> AgentParts:
+    """The LLM (unless one is given), sandbox, policy and call classifier the settings name
+    (slow: loads models)."""
+    if llm is None:
+        api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        llm = load_llm(settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed if seed is None else seed,
+                       max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
+                       timeout_s=settings.llm_timeout_s, retries=settings.llm_retries, api_key=api_key,
+                       adapter=settings.llm_adapter)
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
                            limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
     classifier = load_tpc(settings.tpc_checkpoint) if settings.tpc else None

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hybrid_agent.api.auth import TokenCache
 from hybrid_agent.api import console
-from hybrid_agent.api.routes import approvals, events, health, hooks, metrics, schedules, snapshots, tasks
+from hybrid_agent.api.routes import approvals, events, health, hooks, metrics, queues, schedules, snapshots, tasks
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.config import Settings
 from hybrid_agent.store import queries
@@ -64,6 +64,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(snapshots.router)
     app.include_router(approvals.router)
     app.include_router(events.router)
+    app.include_router(queues.router)
     app.include_router(metrics.router)
     app.include_router(hooks.router)
     app.include_router(schedules.router)

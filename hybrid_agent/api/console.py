@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from hybrid_agent.api.auth import COOKIE, Principal, authenticate, check_role, check_same_origin
-from hybrid_agent.api.routes import approvals, snapshots, tasks
+from hybrid_agent.api.routes import approvals, queues, snapshots, tasks
 from hybrid_agent.api.schemas import DecisionIn, TaskCreate
 from hybrid_agent.store import queries
 
@@ -98,6 +98,12 @@ async def approval_queue(request: Request) -> HTMLResponse:
         pending = await queries.list_approvals(session, status="pending")
         recent = [a for a in await queries.list_approvals(session, limit=20) if a.status != "pending"]
     return page(request, "approvals.html", me, pending=pending, recent=recent)
+
+
+@router.get("/queues")
+async def queue_page(request: Request) -> HTMLResponse:
+    me = await principal_of(request)
+    return page(request, "queues.html", me, lanes=await queues.list_lanes(request, me))
 
 
 @router.get("/submit")

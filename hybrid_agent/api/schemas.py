@@ -102,6 +102,15 @@ class TaskOut(TaskSummary):
     journal: list[JournalOut]
 
 
+class LaneOut(BaseModel):
+    queue: str
+    band: str = Field(description="urgent (priority 7-9), high (4-6) or normal (0-3)")
+    waiting: int = Field(description="tasks no worker has taken yet")
+    in_progress: int = Field(description="tasks a worker holds (running, or waiting there for a lease)")
+    served: bool = Field(description="false: no worker has served this queue, and its tasks wait for one")
+    last_active: datetime | None = Field(description="when a worker last took a task of it")
+
+
 class ErrorOut(BaseModel):
     detail: Any
 

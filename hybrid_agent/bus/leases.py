@@ -170,6 +170,17 @@ class LocalLease:
         return None
 
 
+async def redis_answers(url: str, *, timeout_s: float = 1.0) -> bool:
+    """Whether the Redis at ``url`` answers a PING within ``timeout_s``."""
+    client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
 def make_lease(redis_url: str | None, *, key: str, holder: str, ttl_s: float) -> Lease:
     """Redis when the cluster has one, else this process's."""
     if redis_url:

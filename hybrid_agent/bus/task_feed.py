@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import nats.errors
 from nats.aio.client import Client
@@ -58,6 +59,74 @@ def lanes(queues: Sequence[str]) -> list[Lane]:
     return [Lane(queue, band, subjects.workers_durable(queue, band)) for band in subjects.BANDS for queue in queues]
 
 
+@dataclass(frozen=True)
+class LaneState:
+    """What waits in one lane: tasks not yet taken, and taken but not yet acked."""
+
+    queue: str
+    band: str
+    waiting: int
+    in_progress: int
+    served: bool                 # a workers' consumer exists (some worker served it once)
+    last_active: datetime | None  # when a worker last took a task of it
+
+
+async def lane_states(js: JetStreamContext) -> list[LaneState]:
+    """Every lane that has a consumer or holds tasks, most urgent first."""
+    info = await js.stream_info(subjects.TASKS_STREAM, subjects_filter=subjects.TASKS_ALL)
+    stored = {tuple(subject.split(".")[2:4]): count for subject, count in (info.state.subjects or {}).items()
+              if subject.count(".") == 3}
+    states = {}
+    for consumer in await js.consumers_info(subjects.TASKS_STREAM):
+        parts = (consumer.config.filter_subject or "").split(".")
+        if not consumer.name.startswith("workers-") or len(parts) != 4:
+            continue
+        queue, band = parts[2], parts[3]
+        delivered = consumer.delivered
+        states[(queue, band)] = LaneState(queue, band, consumer.num_pending or 0, consumer.num_ack_pending or 0, True,
+                                          delivered.last_active if delivered else None)
+    for (queue, band), count in stored.items():
+        states.setdefault((queue, band), LaneState(queue, band, count, 0, False, None))
+    order = {band: i for i, band in enumerate(subjects.BANDS)}
+    return sorted(states.values(), key=lambda lane: (order.get(lane.band, len(order)), lane.queue))
+
+
+async def move_legacy_tasks(js: JetStreamContext) -> int:
+    """Tasks an earlier version queued on ``ha.tasks.<queue>`` (no band) move to their
+    queue's normal band, where workers of this version take them; how many moved. Each
+    move is published before the old message is acked: a crash between the two leaves a
+    copy, which the worker recognises as a finished or running task."""
+    info = await js.stream_info(subjects.TASKS_STREAM, subjects_filter="ha.tasks.*")
+    moved = 0
+    for subject in info.state.subjects or {}:
+        queue = subject.split(".")[2]
+        durable = f"legacy-{queue}"
+        await js.add_consumer(subjects.TASKS_STREAM, ConsumerConfig(durable_name=durable, filter_subject=subject,
+                                                                    ack_policy=AckPolicy.EXPLICIT, ack_wait=60))
+        old = await js.pull_subscribe_bind(durable, subjects.TASKS_STREAM)
+        try:
+            while messages := await _fetch_some(old):
+                for msg in messages:
+                    await js.publish(subjects.task_subject(queue, "normal"), msg.data,
+                                     headers={"Nats-Msg-Id": f"moved:{msg.metadata.sequence.stream}"})
+                    await msg.ack_sync()
+                    moved += 1
+        finally:
+            await old.unsubscribe()
+            with contextlib.suppress(NotFoundError):   # another worker moving them too removed it
+                await js.delete_consumer(subjects.TASKS_STREAM, durable)
+    if moved:
+        log.warning("moved %d tasks queued by an earlier version to their queues' normal band", moved)
+    return moved
+
+
+async def _fetch_some(subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+    try:
+        return await subscription.fetch(100, timeout=1.0)
+    except (asyncio.TimeoutError, nats.errors.TimeoutError):
+        return []
+
+
 class TaskFeed:
     def __init__(self, nc: Client, inboxes: dict[Lane, Subscription], *, timeout_s: float) -> None:
         self.nc = nc
@@ -72,6 +141,7 @@ class TaskFeed:
             raise ValueError("a worker must serve at least one queue")
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(subjects.TASKS_STREAM, subjects.LEGACY_WORKERS_DURABLE)
+        await move_legacy_tasks(js)
         inboxes = {}
         for lane in lanes(queues):
             # Create or update: a raised ack wait must reach an existing consumer, or it would

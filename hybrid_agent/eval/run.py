@@ -95,6 +95,19 @@ def collect(settings: Settings, selection: PackSelection, options: EvalOptions, 
             "written": writer.counts, "out": str(out_dir)}
 
 
+def collect_demonstrations(settings: Settings, selection: PackSelection, options: EvalOptions, *,
+                           solutions: Path, out_dir: Path) -> dict[str, Any]:
+    """``collect`` with the reference solutions in ``solutions`` as the proposer (the LLM
+    alone, one candidate a step): traces of the loop's own prompts, for ``train sft``."""
+    from hybrid_agent.eval.demonstrations import DemonstrationLLM, Demonstrations
+
+    demonstrations = Demonstrations.load(solutions, selection.tasks())
+    settings = settings.model_copy(update={"ablation": "llm_only", "candidates": 1})
+    parts = load_parts(settings, llm=DemonstrationLLM(demonstrations))
+    summary = collect(settings, selection, options, out_dir=out_dir, parts=parts)
+    return {**summary, "demonstrated": len(demonstrations.calls), "not_demonstrated": demonstrations.skipped}
+
+
 def swebench(settings: Settings, instances: Path, *, out: Path, resume: bool = False,
              playbook: Path | None = None, keep_workspaces: bool = False) -> dict[str, Any]:
     """Run SWE-bench-format instances through the agent loop; write predictions for the

@@ -23,7 +23,8 @@ class JournalWriter:
         self.delay_s = delay_s
         self._entries: list[dict[str, Any]] = []
         self._published: list[str] = []
-        self._flush: asyncio.Task[None] | None = None
+        self._scheduled: asyncio.Task[None] | None = None   # the flush waiting out delay_s
+        self._writing: set[asyncio.Task[None]] = set()       # every background flush until it ends
 
     def add(self, entries: list[dict[str, Any]], *, published_event_ids: list[str] = ()) -> None:
         """Queue entries (and events to mark published); written within ``delay_s``, each
@@ -31,16 +32,19 @@ class JournalWriter:
         now = utcnow()
         self._entries.extend({"at": now, **entry} for entry in entries)
         self._published.extend(published_event_ids)
-        if self._flush is None:
-            self._flush = asyncio.create_task(self._flush_soon())
+        if self._scheduled is None:
+            self._scheduled = asyncio.create_task(self._flush_soon())
+            self._writing.add(self._scheduled)
+            self._scheduled.add_done_callback(self._writing.discard)
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self.delay_s)
+        self._scheduled = None   # what is added from now on is written by the next one
         await self.flush()
 
     async def flush(self) -> None:
-        entries, published, self._entries, self._published, self._flush = \
-            self._entries, self._published, [], [], None
+        """Write what is queued now."""
+        entries, published, self._entries, self._published = self._entries, self._published, [], []
         if not entries and not published:
             return
         try:
@@ -52,9 +56,10 @@ class JournalWriter:
             log.exception("writing %d journal entries failed", len(entries))
 
     async def close(self) -> None:
-        """Write what is queued. A pending flush is awaited, not cancelled: cancelled inside
-        its transaction, it could leave its connection open mid-transaction, holding locks
-        (PostgreSQL then blocks a DROP or ALTER of the table until the server drops it)."""
-        if self._flush is not None:
-            await self._flush
+        """Write what is queued, and wait for every flush in flight to end. A flush is
+        awaited, never cancelled: cancelled inside its transaction, it could leave its
+        connection open mid-transaction, holding locks (PostgreSQL then blocks a DROP or
+        ALTER of the table until the server drops it)."""
         await self.flush()
+        while self._writing:
+            await asyncio.gather(*self._writing)

@@ -101,3 +101,12 @@ async def test_a_task_waiting_to_start_says_what_for(browser, sessions):
         await queries.set_waiting(session, task_id=task_id, waiting_for="resource host:web1 (another task holds it)")
     page = (await browser.get(f"/tasks/{task_id}")).text
     assert "Waiting for resource host:web1 (another task holds it)" in page
+
+
+async def test_the_queue_page_shows_a_queue_no_worker_serves(api, browser, sessions):
+    from hybrid_agent.bus.messages import TaskMessage
+
+    await log_in(browser, sessions, name="vic", role="viewer")
+    await api.app.state.bus.publish_tasks([TaskMessage(task_id="nightly", queue="batch")])
+    page = (await browser.get("/queues")).text
+    assert "<code>batch</code>" in page and "no worker serves this queue" in page

@@ -101,3 +101,18 @@ async def test_readiness_needs_no_token_and_says_which_part_is_down(api):
     await api.app.state.bus.nc.close()   # the bus goes away
     down = await api.get("/readyz", headers={"Authorization": ""})
     assert down.status_code == 503 and down.json()["bus"] == "disconnected" and down.json()["store"] == "ok"
+
+
+async def test_readiness_says_whether_a_configured_redis_answers(api):
+    from hybrid_agent.bus.embedded import free_port
+    from tests.conftest import REDIS_URL
+
+    settings = api.app.state.settings
+    api.app.state.settings = settings.model_copy(update={"redis_url": REDIS_URL})
+    ready = await api.get("/readyz", headers={"Authorization": ""})
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": "ok", "bus": "ok", "redis": "ok"}
+    api.app.state.settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    degraded = await api.get("/readyz", headers={"Authorization": ""})
+    # The API serves without Redis; what needs it (leases) is said to be down.
+    assert degraded.status_code == 200
+    assert degraded.json() == {"status": "degraded", "store": "ok", "bus": "ok", "redis": "unreachable"}

