@@ -58,6 +58,7 @@ async def test_a_nats_restart_during_a_burst_loses_nothing_and_does_nothing_twic
 async def _all_ended(sessions, ids: list[str]) -> bool:
     async with sessions() as session:
         for task_id in ids:
-            if (await queries.get_task(session, task_id=task_id)).status not in queries.TERMINAL:
+            task = await queries.get_task(session, task_id=task_id)
+            if task is None or task.status not in queries.TERMINAL:   # None: not routed yet
                 return False
     return True
