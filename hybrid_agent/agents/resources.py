@@ -22,10 +22,10 @@ T = TypeVar("T")
 
 
 @dataclass
-class ResourceHold:
-    resource: str
+class LeaseHold:
+    """A lease a running task holds: renewed with its heartbeat, given up when it ends."""
+
     lease: Lease
-    token: int
 
     async def renew(self) -> bool:
         return await self.lease.acquire()
@@ -33,6 +33,12 @@ class ResourceHold:
     async def release(self) -> None:
         await self.lease.release()
         await self.lease.close()
+
+
+@dataclass
+class ResourceHold(LeaseHold):
+    resource: str
+    token: int
 
 
 def resource_of(resource: str | None, workspace: Path) -> str:
@@ -49,7 +55,7 @@ async def hold_resource(settings: Settings, resource: str, *, task_id: str, wait
 
     async def attempt() -> ResourceHold | None:
         token = await lease.acquire_fenced()
-        return ResourceHold(resource, lease, token) if token else None
+        return ResourceHold(lease=lease, resource=resource, token=token) if token else None
 
     hold = await _wait_for(attempt, wait_s=wait_s, waiting=waiting)
     if hold is None:
@@ -58,33 +64,29 @@ async def hold_resource(settings: Settings, resource: str, *, task_id: str, wait
 
 
 @dataclass
-class RuleSlot:
+class RuleSlot(LeaseHold):
     rule: str
-    lease: Lease
-
-    async def renew(self) -> bool:
-        return await self.lease.acquire()
-
-    async def release(self) -> None:
-        await self.lease.release()
-        await self.lease.close()
 
 
 async def hold_rule_slot(settings: Settings, rule: str, limit: int, *, task_id: str, wait_s: float,
                          waiting: Callable[[], Awaitable[None]]) -> RuleSlot | None:
     """One of the ``limit`` slots of ``rule``, waited for as ``hold_resource`` waits."""
     holder = f"{new_holder()}/{task_id}"
+    # Made once: each round tries them all, not a new connection per slot and round.
+    leases = [make_lease(settings.redis_url, key=f"ha:rule:{rule}:slot:{slot}", holder=holder,
+                         ttl_s=settings.ack_wait_s) for slot in range(limit)]
 
     async def attempt() -> RuleSlot | None:
-        for slot in range(limit):
-            lease = make_lease(settings.redis_url, key=f"ha:rule:{rule}:slot:{slot}", holder=holder,
-                               ttl_s=settings.ack_wait_s)
+        for lease in leases:
             if await lease.acquire():
-                return RuleSlot(rule, lease)
-            await lease.close()
+                return RuleSlot(lease=lease, rule=rule)
         return None
 
-    return await _wait_for(attempt, wait_s=wait_s, waiting=waiting)
+    slot = await _wait_for(attempt, wait_s=wait_s, waiting=waiting)
+    for lease in leases:
+        if slot is None or lease is not slot.lease:
+            await lease.close()
+    return slot
 
 
 async def _wait_for(attempt: Callable[[], Awaitable[T | None]], *, wait_s: float,

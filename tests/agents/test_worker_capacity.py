@@ -14,14 +14,14 @@ from tests.fakes import FakeAppendOnceLLM
 from tests.waiting import eventually
 
 
-class FakeMeetingSandbox:
-    """The rlimit sandbox, whose commands first wait (up to 30 s) until ``meet`` of them are
-    running at once; it records the most that ever ran at once."""
+class FakeCountingSandbox:
+    """The rlimit sandbox, whose commands first call ``hold`` (a barrier, a gate); it
+    records how many run at once, and the most that ever did."""
 
-    def __init__(self, meet: int) -> None:
+    def __init__(self, hold) -> None:
         self.inner = make_sandbox("rlimit", max_output_chars=1000)
         self.name, self.isolation = self.inner.name, self.inner.isolation
-        self.barrier = threading.Barrier(meet, timeout=30)
+        self.hold = hold
         self.lock = threading.Lock()
         self.running = self.most = 0
 
@@ -30,7 +30,7 @@ class FakeMeetingSandbox:
             self.running += 1
             self.most = max(self.most, self.running)
         try:
-            self.barrier.wait()   # raises BrokenBarrierError if they never ran together
+            self.hold()
             return self.inner.run(argv, cwd=cwd, timeout_s=timeout_s)
         finally:
             with self.lock:
@@ -57,7 +57,8 @@ def configured(settings, **overrides):
 
 
 async def test_a_worker_runs_up_to_its_concurrency_and_never_more(settings, sessions, embedded_bus, tmp_path):
-    sandbox = FakeMeetingSandbox(meet=2)
+    # Two meet at the barrier (it breaks after 30 s if they never run together).
+    sandbox = FakeCountingSandbox(threading.Barrier(2, timeout=30).wait)
     worker = Worker(settings=configured(settings, worker_concurrency=2), bus=embedded_bus, sessions=sessions,
                     llm=FakeAppendOnceLLM(), sandbox=sandbox)
     ids = [f"t{i}" for i in range(4)]
@@ -93,32 +94,10 @@ async def _all_ended(sessions, ids: list[str]) -> bool:
     return all(status in queries.TERMINAL for status in await statuses(sessions, ids))
 
 
-class FakeGatedSandbox:
-    """The rlimit sandbox, whose commands wait for ``gate`` (up to 30 s) before running; it
-    records how many run at once, and the most ever."""
-
-    def __init__(self) -> None:
-        self.inner = make_sandbox("rlimit", max_output_chars=1000)
-        self.name, self.isolation = self.inner.name, self.inner.isolation
-        self.gate = threading.Event()
-        self.lock = threading.Lock()
-        self.running = self.most = 0
-
-    def run(self, argv, *, cwd, timeout_s):
-        with self.lock:
-            self.running += 1
-            self.most = max(self.most, self.running)
-        try:
-            self.gate.wait(timeout=30)
-            return self.inner.run(argv, cwd=cwd, timeout_s=timeout_s)
-        finally:
-            with self.lock:
-                self.running -= 1
-
-
 async def test_a_rule_limit_caps_its_running_tasks_and_the_rest_say_what_they_wait_for(settings, sessions,
                                                                                        embedded_bus, tmp_path):
-    sandbox = FakeGatedSandbox()
+    gate = threading.Event()
+    sandbox = FakeCountingSandbox(lambda: gate.wait(timeout=30))
     worker = Worker(settings=configured(settings, worker_concurrency=3), bus=embedded_bus, sessions=sessions,
                     llm=FakeAppendOnceLLM(), sandbox=sandbox)
     ids = ["r1", "r2", "r3"]
@@ -133,7 +112,7 @@ async def test_a_rule_limit_caps_its_running_tasks_and_the_rest_say_what_they_wa
         waiting = await _waiting_tasks(sessions, ids)
         assert len(waiting) == 1 and "rule restart-web" in waiting[0].waiting_for
         assert waiting[0].status == "queued"
-        sandbox.gate.set()
+        gate.set()
         await eventually(lambda: _all_ended(sessions, ids), "every task ends", 120)
     finally:
         stop.set()
