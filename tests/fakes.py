@@ -16,12 +16,14 @@ class FakeScriptedLLM:
         self.script = list(script)
         self.schemas: list[dict] = []
         self.ks: list[int] = []
+        self.excluded: list[list[str]] = []
         self.prompts: list[list[dict]] = []
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         self.prompts.append(messages)
         self.schemas.append(schema)
         self.ks.append(k)
+        self.excluded.append(list(exclude))
         answer = self.script.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -41,7 +43,7 @@ class FakeAppendOnceLLM:
 
     name = "fake-append-once"
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         call = ({"tool": "shell", "args": {"cmd": "echo ran >> count.txt"}} if '"shell"' in json.dumps(schema)
                 else {"tool": "finish", "args": {"summary": "ran", "success": True}})
         return Proposal(candidates=[Candidate(text=json.dumps(call), parsed=call, logprob=-1.0, tokens=5)],

@@ -4,7 +4,7 @@ evaluation and trace collection run, so that they measure the same thing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,10 @@ class OneCallAtATime:
         self.name = llm.name
         self.lock = threading.Lock()
 
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int, *,
+                exclude: Sequence[str] = ()) -> Proposal:
         with self.lock:
-            return self.llm.propose(messages, schema, k)
+            return self.llm.propose(messages, schema, k, exclude=exclude)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ class Plan:
     # The LLM's grammar when a trained HRM narrowed it to the likely tools; the experts'
     # calls are held to ``tools`` (the loop's rules), not to the HRM's guess.
     grammar: frozenset[str] | None = None
+    exclude: tuple[str, ...] = ()   # the LLM's calls this step already judged unusable
 
 
 @dataclass
@@ -319,9 +320,8 @@ class AgentLoop:
         scored, prompt_tokens, timings["propose_s"] = self.propose_and_check(messages, plan, state)
         scored += self.propose_experts(plan, state)
         chosen = self.score(scored, state)
-        if chosen is None and plan.k == 1:  # greedy unusable, repeated or held: sample alternatives
-            wider = replace(plan, k=RESAMPLE_K)
-            more, _, extra_s = self.propose_and_check(messages, wider, state)
+        if chosen is None and plan.k == 1:  # greedy unusable, repeated or held: look further
+            more, _, extra_s = self.propose_and_check(messages, self.look_further(plan, scored), state)
             scored, timings["propose_s"] = scored + more, timings["propose_s"] + extra_s
             chosen = self.score(scored, state)
         decision, chosen = self.gate(chosen, scored)
@@ -414,12 +414,21 @@ class AgentLoop:
         plan.model["budget"] = budget.record()
         return plan
 
+    def look_further(self, plan: Plan, scored: list[Scored]) -> Plan:
+        """The plan for a second proposal when the greedy call was unusable: up to
+        ``RESAMPLE_K`` sampled candidates, or, where K is capped at 1 (``max_k``), the
+        LLM's next best call, none of the ones it already offered."""
+        if self.limits.max_k > 1:
+            return replace(plan, k=min(RESAMPLE_K, self.limits.max_k))
+        return replace(plan, exclude=tuple(s.candidate.text for s in scored if s.source == "llm"))
+
     def propose_and_check(self, messages: list[dict[str, str]], plan: Plan,
                           state: AgentState) -> tuple[list[Scored], int, float]:
         """Propose K candidates under the plan's grammar; validate, preflight and police each."""
         t0 = self.clock()
         try:
-            proposal = self.llm.propose(messages, call_schema(plan.grammar or plan.tools), plan.k)
+            schema = call_schema(plan.grammar or plan.tools)
+            proposal = self.llm.propose(messages, schema, plan.k, exclude=plan.exclude)
         except LLMError as exc:
             failed = Candidate(text="", parsed=None, logprob=float("-inf"), tokens=0, error=f"model error: {exc}")
             return [Scored(failed, None, failed.error)], 0, self.clock() - t0
@@ -427,9 +436,12 @@ class AgentLoop:
         return checked, proposal.prompt_tokens, self.clock() - t0
 
     def propose_experts(self, plan: Plan, state: AgentState) -> list[Scored]:
-        """Candidates from the experts, checked like the LLM's. Each offers one when the HRM
-        is untrained; a trained HRM's expert prior shares the plan's K among them. An
-        expert whose edits scoring can verify offers up to ``TRIALS`` whatever the prior."""
+        """Candidates from the experts, checked like the LLM's. Each offers its best one; a
+        trained HRM's expert prior shares the plan's K among them beyond that. The floor
+        is there because the prior was learned from traces in which an expert may have had
+        nothing to offer (an empty playbook), and an expert's best call costs a lookup, not
+        a decode. An expert whose edits scoring can verify offers up to ``TRIALS``
+        whatever the prior."""
         if not self.hybrid.experts or plan.tools == frozenset({"finish"}):
             return []
         last = state.views[-1] if state.views else None
@@ -437,10 +449,10 @@ class AgentLoop:
                                 last_observation=last.result if last else None, last_call=last.call if last else None)
         found: list[Scored] = []
         for expert in self.hybrid.experts:
-            k = 1 if plan.expert_prior is None else round(plan.expert_prior.get(expert.name, 0.0) * plan.k)
+            k = 1 if plan.expert_prior is None else max(1, round(plan.expert_prior.get(expert.name, 0.0) * plan.k))
             if expert.verifiable and self.hybrid.reranker is not None:
                 k = TRIALS   # scoring tries each against the tests: a wrong one costs a test run
-            for candidate in expert.propose(context, k) if k > 0 else []:
+            for candidate in expert.propose(context, k):
                 scored = self.check(candidate, plan, state)
                 scored.source = expert.name
                 found.append(scored)

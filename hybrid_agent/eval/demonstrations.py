@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hybrid_agent.eval.packs import Task
-from hybrid_agent.models.llm.base import Candidate, Proposal
+from hybrid_agent.models.llm.base import Candidate, Proposal, new_candidates
 from hybrid_agent.policies.tool_schema import InvalidToolCall, ToolCall, validate_call
 
 @dataclass(frozen=True)
@@ -74,15 +75,16 @@ class DemonstrationLLM:
     def __init__(self, demonstrations: Demonstrations) -> None:
         self.demonstrations = demonstrations
 
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int, *,
+                exclude: Sequence[str] = ()) -> Proposal:
         # Finishing is allowed only once a change succeeded: then the demonstration is done.
         if '"finish"' in json.dumps(schema):
             call: dict[str, Any] = {"tool": "finish", "args": {"summary": "done as demonstrated", "success": True}}
         else:
             call = self._call_for(messages)
         text = ToolCall.model_validate(call).compact()
-        return Proposal(candidates=[Candidate(text=text, parsed=json.loads(text), logprob=0.0, tokens=0)],
-                        prompt_tokens=0, seconds=0.0)
+        candidate = Candidate(text=text, parsed=json.loads(text), logprob=0.0, tokens=0)
+        return Proposal(candidates=new_candidates([candidate], exclude, k), prompt_tokens=0, seconds=0.0)
 
     def _call_for(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         prompt = "\n".join(message["content"] for message in messages if message["role"] == "user")

@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,9 @@ class _Recorder:
         self.name = llm.name
         self.first: tuple[list[dict[str, str]], Proposal] | None = None
 
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
-        proposal = self.llm.propose(messages, schema, k)
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int, *,
+                exclude: Sequence[str] = ()) -> Proposal:
+        proposal = self.llm.propose(messages, schema, k, exclude=exclude)
         if self.first is None:
             self.first = (messages, proposal)
         return proposal

@@ -216,11 +216,34 @@ class TestPlaybookExpert:
         ("grep -c ERROR /var/log/app.log", "Count errors in app.log", "Count errors in logs/web.log",
          "grep -c ERROR /var/log/logs/web.log"),
         ("wc -l app.log", "Count lines in app.log", "Count lines of the report", "wc -l app.log"),  # nothing to pair
+        ("sed -i 's|^WORKERS=.*|WORKERS=14|' .env",
+         "Change the variable `WORKERS` in `.env` to `14`; nothing else may change.",
+         "Change the variable `DB_HOST` in `services/api/.env` to `db-2.internal`; nothing else may change.",
+         "sed -i 's|^DB_HOST=.*|DB_HOST=db-2.internal|' services/api/.env"),                    # quoted values
+        ("sed -i '/^\\[server\\]/,/^\\[/{s|^workers *=.*|workers = 14|}' etc/app.ini",
+         "In `etc/app.ini`, set `workers` in `[server]` to `14`.", "In `conf/db.ini`, set `host` in `[cache]` to `db-2`.",
+         "sed -i '/^\\[cache\\]/,/^\\[/{s|^host *=.*|host = db-2|}' conf/db.ini"),              # a value's parts
+        ("mkdir -p srv/search/shared/cache", "Create `shared/cache/` under `srv/search/`",
+         "Create `releases/` under `srv/web/`", "mkdir -p srv/web/releases"),                     # folders
+        ("find logs -mtime +30 -delete", "Delete what in `logs` is older than 30 days",
+         "Delete what in `cache` is older than 7 days", "find cache -mtime +7 -delete"),           # numbers
+        ("head -n 3 top.txt", "Keep the first 3 lines of top.txt", "Keep the first 10 lines of `all.txt`",
+         "head -n 10 top.txt"),                                                                    # kinds do not mix
     ])
-    def test_file_names_are_substituted_by_position(self, call: str, old_goal: str, new_goal: str,
-                                                    adapted: str) -> None:
+    def test_values_are_substituted_by_position_within_their_kind(self, call: str, old_goal: str, new_goal: str,
+                                                                  adapted: str) -> None:
         shell: dict[str, Any] = {"tool": "shell", "args": {"cmd": call, "timeout_s": 5}}
         assert adapt(shell, old_goal, new_goal) == {"tool": "shell", "args": {"cmd": adapted, "timeout_s": 5}}
+
+    def test_minilm_recalls_a_config_edit_for_the_same_edit_with_other_values(self) -> None:
+        edit = {"tool": "shell", "args": {"cmd": "sed -i 's|^WORKERS=.*|WORKERS=14|' .env"}}
+        rows = [("Change the value of the environment variable `WORKERS` in `.env` to `14`.", edit), *ROWS]
+
+        proposed = PlaybookExpert(Playbook.from_rows(rows)).propose(
+            context("Change the value of the environment variable `DB_HOST` in `app/.env` to `db-2.internal`."), k=4)
+
+        assert [c.parsed for c in proposed] == [
+            {"tool": "shell", "args": {"cmd": "sed -i 's|^DB_HOST=.*|DB_HOST=db-2.internal|' app/.env"}}]
 
     def test_minilm_recalls_the_copy_for_a_copy_goal(self) -> None:
         playbook = Playbook.from_rows(ROWS)   # the default encoder: MiniLM

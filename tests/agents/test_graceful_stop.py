@@ -21,7 +21,7 @@ class FakeStoppingLLM(FakeScriptedLLM):
         super().__init__(script)
         self.stop, self.loop = stop, loop
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         if not self.prompts:   # on the worker's loop, and wait until it is set
             asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(timeout=10)
         return super().propose(messages, schema, k)

@@ -143,11 +143,14 @@ def test_an_expert_proposes_beside_the_llm_and_its_candidate_is_judged_the_same(
     assert expert.asked[0][0].goal == "make notes" and exit_.status == "succeeded"
 
 
-def test_a_trained_hrm_that_gives_an_expert_no_weight_silences_it(tmp_path):
+def test_an_expert_a_trained_hrm_gives_no_weight_still_offers_its_best_call(tmp_path):
+    # The prior was learned from traces in which an expert may have had nothing to offer
+    # (an empty playbook); its best call costs a lookup, so the prior shares only the rest.
     expert = FakeExpert(call("shell", cmd="mkdir out"))
     planner = FakeTrainedPlanner()   # its expert prior is all on the LLM
-    run(tmp_path, [[call("shell", cmd="touch a")], [FINISH]], Hybrid("full", planner, None, (expert,)))
-    assert expert.asked == []
+    _, steps, _ = run(tmp_path, [[call("shell", cmd="rm -rf /")], [FINISH]], Hybrid("full", planner, None, (expert,)))
+    assert expert.asked and all(k == 1 for _, k in expert.asked)
+    assert steps[0].tool_call["args"]["cmd"] == "mkdir out" and (tmp_path / "out").is_dir()
 
 
 def test_while_tests_fail_scoring_tries_code_edits_in_scratch_copies_and_prefers_a_verified_fix(tmp_path):

@@ -32,12 +32,13 @@ def tools_in(schema: dict) -> set[str]:
     return {v["properties"]["tool"]["const"] for v in variants}
 
 
-def run(tmp_path: Path, script, *, max_steps: int = 5) -> tuple[object, list[StepRecord], FakeScriptedLLM]:
+def run(tmp_path: Path, script, *, max_steps: int = 5,
+        max_k: int = 8) -> tuple[object, list[StepRecord], FakeScriptedLLM]:
     llm = FakeScriptedLLM(script)
     runner = ToolRunner(tmp_path, make_sandbox("rlimit", max_output_chars=2000), timeout_s=5, max_output_chars=2000)
     steps: list[StepRecord] = []
     loop = AgentLoop(llm=llm, runner=runner, policy=policy_for(tmp_path),
-                     limits=Limits(max_steps=max_steps, max_seconds=60), journal=steps.append)
+                     limits=Limits(max_steps=max_steps, max_seconds=60, max_k=max_k), journal=steps.append)
     return loop.run("make it so", tmp_path), steps, llm
 
 
@@ -63,7 +64,17 @@ def test_a_failed_call_is_not_repeated_and_alternatives_are_sampled(tmp_path):
                                        [call("finish", summary="done", success=True)]])
     assert [s.tool_call["args"]["cmd"] for s in steps[:2]] == ["false", "touch ok"]
     assert steps[1].candidates[0]["error"] == "repeats a call that failed"
-    assert llm.ks[:3] == [1, 1, 4]
+    assert llm.ks[:3] == [1, 1, 4] and llm.excluded[2] == []
+    assert exit_.status == "succeeded"
+
+
+def test_where_k_is_capped_at_one_the_llm_is_asked_for_its_next_best_call_instead(tmp_path):
+    failing = call("shell", cmd="false")
+    exit_, steps, llm = run(tmp_path, [[failing], [failing], [call("shell", cmd="touch ok")],
+                                       [call("finish", summary="done", success=True)]], max_k=1)
+    assert [s.tool_call["args"]["cmd"] for s in steps[:2]] == ["false", "touch ok"]
+    assert llm.ks[:3] == [1, 1, 1]
+    assert llm.excluded[:3] == [[], [], [failing]]   # the unusable greedy call, by its text
     assert exit_.status == "succeeded"
 
 

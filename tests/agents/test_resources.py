@@ -36,7 +36,7 @@ class FakeOneFileLLM:
     def __init__(self, first=lambda: None) -> None:
         self.first, self.calls = first, 0
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         self.calls += 1
         if self.calls == 1:
             self.first()

@@ -74,7 +74,7 @@ class FakeTwoFilesLLM:
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         allowed = json.dumps(schema)
         missing = [name for name in ("a.txt", "b.txt") if not (self.workspace / name).exists()]
         if not missing and '"finish"' in allowed:

@@ -29,7 +29,7 @@ class FakeSlowAppendOnceLLM(FakeAppendOnceLLM):
 
     name = "fake-slow-append-once"
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         time.sleep(0.2)
         return super().propose(messages, schema, k)
 

@@ -30,7 +30,7 @@ class FakeChaosLLM:
     def __init__(self, workspace: Path, hang: bool) -> None:
         self.workspace, self.hang = workspace, hang
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         allowed = json.dumps(schema)
         log = self.workspace / LOG
         lines = log.read_text().split() if log.exists() else []

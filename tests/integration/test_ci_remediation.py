@@ -43,7 +43,7 @@ class FakeFinishingLLM:
 
     name = "fake-finishing"
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         if '"finish"' in json.dumps(schema):
             text = json.dumps({"tool": "finish", "args": {"summary": "fixed the comparison", "success": True}})
         else:

@@ -204,6 +204,33 @@ def test_a_call_does_not_depend_on_what_was_cached_before(tiny_dir: Path, k: int
     assert first.candidates == expected and again.candidates == expected
 
 
+# --- the next best call -----------------------------------------------------------------
+
+
+def test_excluding_the_greedy_call_gives_the_next_best_a_different_call(tiny_dir: Path) -> None:
+    llm = TransformersLLM(tiny_dir)
+    for task in TASKS:
+        (greedy,) = llm.propose(chat(task), call_schema(), k=1).candidates
+        second = llm.propose(chat(task), call_schema(), k=1, exclude=[greedy.text])
+        assert second.info["branched"] >= 1
+        assert [c.text for c in second.candidates] != [greedy.text] and len(second.candidates) <= 1
+        third = llm.propose(chat(task), call_schema(), k=1, exclude=[greedy.text, *(c.text for c in second.candidates)])
+        assert not {c.text for c in third.candidates} & {greedy.text, *(c.text for c in second.candidates)}
+
+
+def test_the_next_best_call_is_the_same_whether_greedy_was_kept_drafted_or_decoded_again(tiny_dir: Path) -> None:
+    # Kept: the same object decoded greedy first, so only the branch is decoded. Fresh: greedy
+    # and the branch in one call, the branch reusing the greedy path's cache. Plain: no drafts.
+    kept, fresh, plain = TransformersLLM(tiny_dir), TransformersLLM(tiny_dir), TransformersLLM(tiny_dir, draft_tokens=0)
+    for task in TASKS:
+        (greedy,) = kept.propose(chat(task), call_schema(), k=1).candidates
+        answers = [llm.propose(chat(task), call_schema(), k=1, exclude=[greedy.text]).candidates
+                   for llm in (kept, fresh, plain)]
+        texts = [[c.text for c in answer] for answer in answers]
+        assert answers[0] and texts[0] == texts[1] == texts[2]
+        assert answers[0][0].logprob == pytest.approx(answers[2][0].logprob, abs=1e-3)
+
+
 # --- the real default model -----------------------------------------------------------
 
 

@@ -162,6 +162,16 @@ def test_a_server_that_ignores_n_gives_fewer_candidates_not_an_error() -> None:
     assert len(proposal.candidates) == 1
 
 
+def test_excluded_calls_are_asked_for_one_more_sample_each_and_dropped() -> None:
+    other = '{"tool":"read_file","args":{"path":"a.txt"}}'
+    script = Script([completion(CALL, other, logprobs=[-0.1])])
+    with serve(script.app()) as url:
+        proposal = quick(url, temperature=0.7).propose(MESSAGES, SCHEMA, 1, exclude=[CALL])
+    body = script.requests[0]["body"]
+    assert body["n"] == 2 and body["temperature"] == 0.7   # sampled: greedy would repeat the excluded call
+    assert [c.text for c in proposal.candidates] == [other]
+
+
 # --- failures ---------------------------------------------------------------------------
 
 

@@ -46,7 +46,7 @@ class PausingLLM(FakeScriptedLLM):
         self.at_second = threading.Event()
         self.go_on = threading.Event()
 
-    def propose(self, messages, schema, k):
+    def propose(self, messages, schema, k, *, exclude=()):
         if len(self.prompts) == 1:
             self.at_second.set()
             self.go_on.wait(timeout=60)

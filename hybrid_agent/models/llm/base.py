@@ -3,6 +3,7 @@ candidates. Backends know nothing of tools, the bus or the store; the caller val
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +32,14 @@ class Proposal:
 class LLM(Protocol):
     name: str
 
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
-        """K candidates, each decoded under ``schema``; greedy when k == 1."""
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int, *,
+                exclude: Sequence[str] = ()) -> Proposal:
+        """K candidates, each decoded under ``schema``; greedy when k == 1. None of them
+        has a text in ``exclude`` (calls the caller already judged unusable): then fewer
+        than K, or none, when the backend finds nothing else."""
         ...
+
+
+def new_candidates(candidates: list[Candidate], exclude: Collection[str], k: int) -> list[Candidate]:
+    """The first ``k`` candidates whose text is not in ``exclude``."""
+    return [c for c in candidates if c.text not in exclude][:k]

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .base import Candidate, LLMError, Proposal
+from .base import Candidate, LLMError, Proposal, new_candidates
 
 MAX_RETRY_AFTER_S = 30.0  # a server asking for a longer pause is better reported than waited on
 # Failures before the server has the request, or that it drops unanswered: safe to resend.
@@ -127,18 +128,20 @@ class OpenAILLM:
             body["max_tokens"] = self.max_new_tokens
         return body
 
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int, *,
+                exclude: Sequence[str] = ()) -> Proposal:
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         started = time.perf_counter()
-        response, attempts = self._post(self.request_body(messages, schema, k))
+        # One sample more per excluded call (sampled, not greedy, when more than one).
+        response, attempts = self._post(self.request_body(messages, schema, k + len(exclude)))
         try:
             completion = _Completion.model_validate_json(response.content)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "body"
             raise LLMError(f"{self.name}: malformed response ({where}: {first['msg']})") from exc
-        candidates = [_candidate(choice) for choice in completion.choices]
+        candidates = new_candidates([_candidate(choice) for choice in completion.choices], exclude, k)
         prompt_tokens = completion.usage.prompt_tokens if completion.usage else 0
         return Proposal(candidates=candidates, prompt_tokens=prompt_tokens,
                         seconds=time.perf_counter() - started, info={"attempts": attempts})

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import threading
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreT
 
 from .adapter import AdapterError, load_adapter
 from .gguf_weights import convert_gguf, default_gguf
-from .base import Candidate, LLMError, Proposal
+from .base import Candidate, LLMError, Proposal, new_candidates
 
 SEPARATORS = (",", ":")  # compact, as ToolCall.compact() writes calls
 UNBOUNDED_BUDGET = 1024  # tokens, for a schema with an unbounded string, number or array
@@ -34,6 +37,7 @@ UNBOUNDED_BUDGET = 1024  # tokens, for a schema with an unbounded string, number
 # drafts were rejected more often than they paid, on the agent's prompts.
 DRAFT_TOKENS = 8
 DRAFT_NGRAM = 3          # the longest tail of the text looked up in the prompt for a draft
+BRANCHES = 3             # runner-up choices tried for a next-best call before giving up
 PROMPT_CACHE_ENTRIES = 4  # two steps' system messages and whole prompts
 # A bounded string's character may take up to 6 bytes (a \uXXXX escape; UTF-8 needs <= 4),
 # and every token the grammar allows adds at least one byte: bytes + 1 (the stop token)
@@ -143,9 +147,29 @@ class _PromptCache:
             self._saved.popitem(last=False)
 
 
+@dataclass
+class _Path:
+    """One greedy decode: its tokens, each one's log-probability (the stop token's too,
+    when it chose one), and each choice's (log-probability gap to the runner-up, runner-up
+    token, its log-probability), None where the grammar allowed one token only."""
+
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    alternatives: list[tuple[float, int, float] | None] = field(default_factory=list)
+    finished: bool = False
+    passes: int = 0
+    drafted: int = 0
+
+    def branch_points(self) -> list[int]:
+        """Positions with a runner-up, the least confident choice first."""
+        open_ = [i for i, alt in enumerate(self.alternatives) if alt is not None]
+        return sorted(open_, key=lambda i: self.alternatives[i][0])   # type: ignore[index]
+
+
 class TransformersLLM:
     """A local Hugging Face causal LM. ``propose`` returns K grammar-constrained
-    candidates: greedy when K == 1, sampled at ``temperature`` otherwise.
+    candidates: greedy when K == 1, sampled at ``temperature`` otherwise; with K == 1 and
+    the greedy call excluded, the next best (``_greedy``).
 
     ``Candidate.logprob`` is the sum over generated tokens of log p(token) under the model's
     distribution renormalized over the tokens the grammar allows, at temperature 1 whatever
@@ -195,6 +219,7 @@ class TransformersLLM:
         self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
         self._keeps_logits = "logits_to_keep" in parameters
         self._prompts = _PromptCache(self.model.config, PROMPT_CACHE_ENTRIES)
+        self._last_greedy: tuple[tuple[tuple[int, ...], str, int], _Path] | None = None
 
     @classmethod
     def default(cls, cache_dir: Path, **kwargs: Any) -> TransformersLLM:
@@ -222,15 +247,15 @@ class TransformersLLM:
         longest = max_json_bytes(schema)
         return UNBOUNDED_BUDGET if longest is None else longest + 1
 
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int, *,
+                exclude: Sequence[str] = ()) -> Proposal:
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         with self._lock, torch.inference_mode():
             started = time.perf_counter()
             try:
-                grammar = self._compiler.compile_json_schema(
-                    json.dumps(schema), any_whitespace=False, separators=SEPARATORS
-                )
+                schema_text = json.dumps(schema)
+                grammar = self._compiler.compile_json_schema(schema_text, any_whitespace=False, separators=SEPARATORS)
                 grammar_seconds = time.perf_counter() - started
                 prompt = self.prompt_ids(messages)
                 budget = self.budget(schema)
@@ -239,9 +264,11 @@ class TransformersLLM:
                 self._generator.manual_seed(self.seed ^ zlib.crc32(prompt.numpy().tobytes()))
                 cache, logits, info = self._prefill(prompt, self._head_length(messages, prompt))
                 if k == 1:
-                    candidates = self._greedy(prompt[0].tolist(), cache, logits, grammar, budget, info)
+                    ids = prompt[0].tolist()
+                    candidates = self._greedy(ids, cache, logits, grammar, budget, info, frozenset(exclude),
+                                              key=(tuple(ids), schema_text, budget))
                 else:
-                    candidates = self._sample(cache, logits, grammar, k, budget, info)
+                    candidates = new_candidates(self._sample(cache, logits, grammar, k, budget, info), exclude, k)
             except Exception as exc:
                 raise LLMError(f"{self.name}: decoding failed: {exc}") from exc
             seconds = time.perf_counter() - started
@@ -294,45 +321,99 @@ class TransformersLLM:
 
     def _greedy(
         self, prompt: list[int], cache: DynamicCache, logits: torch.Tensor, grammar: xgr.CompiledGrammar,
-        budget: int, info: dict[str, Any],
+        budget: int, info: dict[str, Any], exclude: frozenset[str], *, key: tuple[tuple[int, ...], str, int],
     ) -> list[Candidate]:
-        """K = 1, greedy, with prompt-lookup drafts: the tokens that followed the latest
-        earlier occurrence of the last few tokens (the examples' call syntax, the goal's
-        file names) are checked in one forward pass, and each one the model would have
-        picked anyway is accepted. The output is plain greedy decoding's, up to the float
-        rounding of a many-position pass; a run of accepted tokens costs one pass."""
+        """K = 1: the greedy call, or, when its text is in ``exclude`` (the loop judged it
+        unusable), the next best: greedy again from its least confident choice, that
+        choice's runner-up taken instead, then from its next least confident, up to
+        ``BRANCHES`` of them. The greedy path of the last call is kept, so asking again
+        for the same prompt and schema with an exclusion decodes only the branch."""
         started = time.perf_counter()
+        reused = bool(exclude) and self._last_greedy is not None and self._last_greedy[0] == key
+        path = self._last_greedy[1] if reused else \
+            self._decode(prompt, cache, logits, xgr.GrammarMatcher(grammar), _Path(), budget)
+        self._last_greedy = (key, path)
+        decoded, best = ([] if reused else [path]), path
+        if self._text(path) in exclude:
+            for i in path.branch_points()[:BRANCHES]:
+                best = self._branch(prompt, cache, grammar, path, best, i, budget)
+                decoded.append(best)
+                if self._text(best) not in exclude:
+                    break
+        info.update(decode_seconds=time.perf_counter() - started, steps=len(best.tokens),
+                    passes=sum(d.passes for d in decoded), drafted=sum(d.drafted for d in decoded),
+                    branched=len(decoded) - (not reused))
+        if self._text(best) in exclude:
+            return []
+        return [self._candidate(best.tokens, sum(best.logprobs), cut_short=not best.finished)]
+
+    def _branch(self, prompt: list[int], cache: DynamicCache, grammar: xgr.CompiledGrammar, greedy: _Path,
+                last: _Path, i: int, budget: int) -> _Path:
+        """Greedy decoding after ``greedy``'s first ``i`` tokens and the runner-up of its
+        choice ``i``. ``cache`` holds the prompt and a prefix of ``last``, the path decoded
+        last: it is cut back to what the two share, then extended in one pass."""
+        _, runner_up, runner_up_logprob = greedy.alternatives[i]
+        held = cache.get_seq_length() - len(prompt)
+        shared = 0
+        while shared < min(held, i) and last.tokens[shared] == greedy.tokens[shared]:
+            shared += 1
+        if held > shared:
+            cache.crop(-(held - shared))
+        branch = _Path(tokens=greedy.tokens[:i] + [runner_up], logprobs=greedy.logprobs[:i] + [runner_up_logprob],
+                       alternatives=greedy.alternatives[:i] + [None])
         matcher = xgr.GrammarMatcher(grammar)
+        for token in branch.tokens:
+            if not matcher.accept_token(token):
+                raise LLMError(f"the grammar rejected token {token} that it had allowed")
+        if matcher.is_terminated() or self._only_stop_left(matcher, xgr.allocate_token_bitmask(1, self._vocab_size), 0):
+            branch.finished = True
+            return branch
+        rows = self._forward(torch.tensor([branch.tokens[shared:]]), cache)[0]
+        branch.passes += 1
+        return self._decode(prompt, cache, rows, matcher, branch, budget)
+
+    def _decode(self, prompt: list[int], cache: DynamicCache, rows: torch.Tensor, matcher: xgr.GrammarMatcher,
+                path: _Path, budget: int) -> _Path:
+        """Greedy decoding from ``rows`` (the logits after ``path``'s tokens, which are all
+        in ``cache``), with prompt-lookup drafts: the tokens that followed the
+        latest earlier occurrence of the last few tokens (the examples' call syntax, the
+        goal's file names) are checked in one forward pass, and each one the model would
+        have picked anyway is accepted. The output is plain greedy decoding's, up to the
+        float rounding of a many-position pass; a run of accepted tokens costs one pass.
+        Each choice's runner-up is kept for ``_branch``."""
         bitmask = xgr.allocate_token_bitmask(1, self._vocab_size)
-        generated: list[int] = []
-        logprob, passes, drafted, finished = 0.0, 0, 0, False
         draft: list[int] = []  # rows[i + 1] are the logits after draft[i]
-        rows = logits
         while True:
             for i in range(len(draft) + 1):
                 matcher.fill_next_token_bitmask(bitmask, 0)
                 xgr.apply_token_bitmask_inplace(rows[i : i + 1], bitmask)
-                token = int(rows[i].argmax())
+                logprobs = torch.log_softmax(rows[i], dim=-1)
+                top = logprobs.topk(2)
+                token = int(top.indices[0])
                 if not matcher.accept_token(token):
                     raise LLMError(f"the grammar rejected token {token} that it had allowed")
-                logprob += torch.log_softmax(rows[i], dim=-1)[token].item()
+                path.logprobs.append(top.values[0].item())
                 if matcher.is_terminated():  # it chose the stop token
-                    finished = True
+                    path.finished = True
                     break
-                generated.append(token)
-                finished = self._only_stop_left(matcher, bitmask, 0)
-                if finished or len(generated) == budget or i == len(draft) or token != draft[i]:
+                path.tokens.append(token)
+                runner_up = top.values[1].item()
+                path.alternatives.append((top.values[0].item() - runner_up, int(top.indices[1]), runner_up)
+                                         if runner_up > -math.inf else None)
+                path.finished = self._only_stop_left(matcher, bitmask, 0)
+                if path.finished or len(path.tokens) == budget or i == len(draft) or token != draft[i]:
                     break
             if len(draft) > i:  # the drafted tokens after the first miss are in the cache but wrong
                 cache.crop(-(len(draft) - i))
-            if finished or len(generated) == budget:
-                break
-            draft = lookup_draft(prompt + generated, self.draft_tokens)[: budget - len(generated) - 1]
-            drafted += len(draft)
-            rows = self._forward(torch.tensor([[generated[-1], *draft]]), cache, keep=len(draft) + 1)[0]
-            passes += 1
-        info.update(decode_seconds=time.perf_counter() - started, steps=len(generated), passes=passes, drafted=drafted)
-        return [self._candidate(generated, logprob, cut_short=not finished)]
+            if path.finished or len(path.tokens) == budget:
+                return path
+            draft = lookup_draft(prompt + path.tokens, self.draft_tokens)[: budget - len(path.tokens) - 1]
+            path.drafted += len(draft)
+            rows = self._forward(torch.tensor([[path.tokens[-1], *draft]]), cache, keep=len(draft) + 1)[0]
+            path.passes += 1
+
+    def _text(self, path: _Path) -> str:
+        return self.tokenizer.decode(path.tokens, clean_up_tokenization_spaces=False)
 
     def _sample(
         self, cache: DynamicCache, logits: torch.Tensor, grammar: xgr.CompiledGrammar, k: int, budget: int,

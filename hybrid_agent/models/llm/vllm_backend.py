@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .base import Candidate, LLMError, Proposal
+from .base import Candidate, LLMError, Proposal, new_candidates
 from .openai_backend import parse_candidate
 
 LOGPROBS_MODE = "processed_logprobs"
@@ -105,8 +105,10 @@ class VLLMBackend:
         except Exception as exc:
             raise LLMError(f"cannot load {model} with vLLM: {exc}") from exc
 
-    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int) -> Proposal:
-        kwargs = sampling_kwargs(schema, k, temperature=self.temperature,
+    def propose(self, messages: list[dict[str, str]], schema: dict[str, Any], k: int, *,
+                exclude: Sequence[str] = ()) -> Proposal:
+        # One sample more per excluded call (sampled, not greedy, when more than one).
+        kwargs = sampling_kwargs(schema, k + len(exclude), temperature=self.temperature,
                                  max_new_tokens=self.max_new_tokens, seed=self.seed)
         with self._lock:
             started = time.perf_counter()
@@ -119,4 +121,4 @@ class VLLMBackend:
                 raise LLMError(f"{self.name}: generation failed: {exc}") from exc
             seconds = time.perf_counter() - started
         candidates, prompt_tokens = candidates_from(output)
-        return Proposal(candidates=candidates, prompt_tokens=prompt_tokens, seconds=seconds)
+        return Proposal(candidates=new_candidates(candidates, exclude, k), prompt_tokens=prompt_tokens, seconds=seconds)
