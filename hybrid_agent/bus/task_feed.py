@@ -2,8 +2,9 @@
 pull consumer per (queue, band) shared by every worker serving that queue. ``next`` hands
 out the most urgent waiting message: it asks each consumer in band order for a message
 without waiting (``no_wait``), and only when all are empty waits a moment on the first
-queue's normal band, where most work arrives. A task on a queue no worker serves waits in
-the stream until one does.
+queue's normal band, where most work arrives. ``take`` hands out up to n of the most urgent
+lane's waiting messages at once (one pull), for a worker that settles several in one store
+transaction. A task on a queue no worker serves waits in the stream until one does.
 
 Each lane has its own inbox: a message that arrives after its pull stopped waiting (the
 server delivered it as the wait expired) is already ours, and is handed out first the next
@@ -155,50 +156,61 @@ class TaskFeed:
 
     async def next(self, stop: asyncio.Event) -> Msg | None:
         """The most urgent message waiting on any lane; None once ``stop`` is set."""
+        taken = await self.take(stop, up_to=1)
+        return taken[0] if taken else None
+
+    async def take(self, stop: asyncio.Event, *, up_to: int) -> list[Msg]:
+        """Up to ``up_to`` messages of the most urgent lane that has any, waiting until one
+        comes; [] once ``stop`` is set. All are ours to ack: a worker that takes several
+        must settle each before their ack wait runs out."""
         while not stop.is_set():
             try:
                 for lane in self.inboxes:
-                    msg = await self._pull(lane, wait_s=None)
-                    if msg is not None:
-                        return msg
-                msg = await self._pull(self.waiting, wait_s=LONG_POLL_S)
+                    if taken := await self._pull(lane, up_to=up_to, wait_s=None):
+                        return taken
+                taken = await self._pull(self.waiting, up_to=up_to, wait_s=LONG_POLL_S)
             except nats.errors.ConnectionClosedError:
-                return None
+                return []
             except nats.errors.Error as exc:   # a reconnect, no answer: ask again shortly
                 log.warning("fetching a task failed, retrying: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
                 continue
-            if msg is not None:
-                return msg
-        return None
+            if taken:
+                return taken
+        return []
 
     async def close(self) -> None:
         for inbox in self.inboxes.values():
             with contextlib.suppress(nats.errors.Error):
                 await inbox.unsubscribe()
 
-    async def _pull(self, lane: Lane, *, wait_s: float | None) -> Msg | None:
-        """One message of ``lane``: one delivered earlier and not yet handed out, else one
-        asked for now (``wait_s`` None: only if one waits; else waiting that long)."""
-        inbox = self.inboxes[lane]
-        while inbox.pending_msgs:
+    async def _pull(self, lane: Lane, *, up_to: int, wait_s: float | None) -> list[Msg]:
+        """Up to ``up_to`` messages of ``lane``: those delivered earlier and not yet handed
+        out, else those asked for now (``wait_s`` None: only those waiting; else waiting
+        that long for one, as a pull for more would go on delivering after we return)."""
+        inbox, taken = self.inboxes[lane], []
+        while inbox.pending_msgs and len(taken) < up_to:
             msg = await inbox.next_msg(timeout=None)   # there: no wait
             if not JetStreamContext.is_status_msg(msg):
-                return msg
-        request = {"batch": 1, "no_wait": True} if wait_s is None else {"batch": 1, "expires": int(wait_s * 1e9)}
+                taken.append(msg)
+        if taken:
+            return taken
+        batch = up_to if wait_s is None else 1
+        request = {"batch": batch, "no_wait": True} if wait_s is None else {"batch": 1, "expires": int(wait_s * 1e9)}
         await self.nc.publish(lane.next_subject, json.dumps(request).encode(), reply=inbox.subject)
         deadline = asyncio.get_running_loop().time() + (wait_s or 0) + self.timeout_s
-        while True:
+        while len(taken) < batch:
             try:
                 msg = await inbox.next_msg(timeout=max(deadline - asyncio.get_running_loop().time(), 0.001))
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                return None   # an answer still on its way waits in the inbox
+                break   # an answer still on its way waits in the inbox
             status = JetStreamContext.is_status_msg(msg)
             if not status:
-                return msg
-            if status in NO_MESSAGES:
-                return None
-            if status != HEARTBEAT:
+                taken.append(msg)
+            elif status in NO_MESSAGES:   # no more waiting (a no_wait pull that got fewer than it asked)
+                break
+            elif status != HEARTBEAT:
                 log.warning("lane %s answered %s %s", lane.durable, status, msg.headers)
-                return None
+                break
+        return taken

@@ -3,7 +3,7 @@ caller owns the transaction (``async with sessionmaker.begin() as session``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -255,6 +255,22 @@ async def start_task(session: AsyncSession, *, task_id: str, isolation: str, wor
     return task
 
 
+async def start_tasks(session: AsyncSession, *, workspaces: Mapping[str, str], isolation: str) -> set[str]:
+    """Mark several delivered tasks running in one statement (task id -> its workspace), as
+    ``start_task`` does one; the ids started. Unknown and finished ones (duplicate
+    deliveries) are left out, for the caller to ack and drop. The UPDATE locks the rows it
+    changes, as ``start_task``'s SELECT ... FOR UPDATE does."""
+    if not workspaces:
+        return set()
+    now = utcnow()
+    statement = (update(TaskRow).where(TaskRow.id.in_(list(workspaces)), TaskRow.status.not_in(NOT_RUNNABLE))
+                 .values(status="running", isolation=isolation, workspace=case(dict(workspaces), value=TaskRow.id),
+                         deliveries=TaskRow.deliveries + 1, started_at=func.coalesce(TaskRow.started_at, now),
+                         heartbeat_at=now, waiting_for=None)
+                 .returning(TaskRow.id).execution_options(synchronize_session=False))
+    return set((await session.scalars(statement)).all())
+
+
 async def set_waiting(session: AsyncSession, *, task_id: str, waiting_for: str) -> None:
     """Say what a delivered task waits for before it can start (while it is still queued)."""
     await session.execute(update(TaskRow).where(TaskRow.id == task_id, TaskRow.status == "queued")
@@ -311,6 +327,21 @@ async def finish_task(
         .where(TaskRow.id == task_id)
         .values(status=status, result=result, error=error, finished_at=utcnow())
     )
+
+
+async def add_steps(session: AsyncSession, *, steps: Sequence[dict[str, Any]]) -> None:
+    """Journal steps of several tasks (each with its ``task_id``) in one statement, as
+    ``add_step`` does one."""
+    if steps:
+        await _insert_ignoring_duplicates(session, StepRow, steps)
+
+
+async def finish_tasks(session: AsyncSession, *, finished: Sequence[dict[str, Any]]) -> None:
+    """End several tasks in one statement (an UPDATE by primary key per row, executed as
+    one batch); each of ``finished`` has ``id``, ``status``, ``result`` and ``error``."""
+    if finished:
+        now = utcnow()
+        await session.execute(update(TaskRow), [{**row, "finished_at": now} for row in finished])
 
 
 async def await_approval(session: AsyncSession, *, task_id: str, pending: dict[str, Any]) -> None:

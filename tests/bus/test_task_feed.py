@@ -25,6 +25,10 @@ async def take(feed, count: int) -> list[str]:
     return ids
 
 
+def task_ids(msgs) -> list[str]:
+    return [TaskMessage.model_validate_json(msg.data).task_id for msg in msgs]
+
+
 @pytest.mark.parametrize(("priority", "band"), [(0, "normal"), (3, "normal"), (4, "high"), (6, "high"),
                                                 (7, "urgent"), (9, "urgent")])
 def test_a_priority_falls_in_its_band(priority, band):
@@ -44,6 +48,22 @@ async def test_an_urgent_task_published_while_a_worker_waits_is_taken(embedded_b
     await asyncio.sleep(0.5)   # the feed is waiting on the normal band
     await embedded_bus.publish_tasks([TaskMessage(task_id="urgent", priority=8)])
     assert await waiting == ["urgent"]
+
+async def test_several_waiting_tasks_are_taken_at_once_from_the_most_urgent_lane(embedded_bus: Bus):
+    await embedded_bus.publish_tasks([TaskMessage(task_id=f"normal-{i}") for i in range(5)]
+                                     + [TaskMessage(task_id="high-1", priority=5), TaskMessage(task_id="high-2", priority=5)])
+    feed = await embedded_bus.task_feed(LIMITS)
+    stop = asyncio.Event()
+
+    high = await feed.take(stop, up_to=4)
+    assert task_ids(high) == ["high-1", "high-2"]   # not topped up from a less urgent lane
+    first, rest = await feed.take(stop, up_to=3), await feed.take(stop, up_to=3)
+    assert task_ids(first) == ["normal-0", "normal-1", "normal-2"] and task_ids(rest) == ["normal-3", "normal-4"]
+    for msg in high + first + rest:
+        await msg.ack_sync()
+    stop.set()
+    assert await feed.take(stop, up_to=3) == []
+
 
 
 async def test_a_worker_takes_only_the_queues_it_serves(embedded_bus: Bus):

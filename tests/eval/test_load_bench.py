@@ -33,6 +33,7 @@ def test_every_event_becomes_exactly_one_task_and_the_last_line_says_so(tmp_path
     for key in ("events_per_s", "p50_ms", "p99_ms", "ratio", "raw_p99_ms", "raw_msgs_per_s"):
         assert summary[key] > 0, key
     assert set(summary["worker_p99_ms"]) == {"wait", "start", "tool", "finish", "ack"}
+    assert 1 <= summary["worker_batch_mean"]["fast"] <= 16   # what the workers took at once
     assert any(line.startswith("raw JetStream") for line in table)
 
 
@@ -60,11 +61,12 @@ def test_a_phase_counts_tasks_that_never_finished_as_lost_and_measures_from_the_
     sent = Sent("fixed", {"a": T0, "b": T0, "c": T0, "d": T0})
     rows = {"a": _task("a", status="succeeded", started_ms=10), "b": _task("b", status="succeeded", started_ms=30),
             "c": _task("c", status="running", started_ms=20)}   # c never finished, d never became a task
-    (tmp_path / "timings-worker-0.tsv").write_text("a\t1\t2\t3\t4\t5\nb\t1\t2\t3\t4\t5\n")
+    # Stage ms per task, then how many messages its worker took with it.
+    (tmp_path / "timings-worker-0.tsv").write_text("a\t1\t2\t3\t4\t5\t1\nb\t1\t2\t3\t4\t5\t3\n")
 
     phase = phase_outcome(sent, rows, execution_counts(tmp_path), worker_timings(tmp_path))
 
     assert phase.events == 4 and phase.lost == 2 and phase.duplicated == 0
     assert (phase.p50_ms, phase.p99_ms) == (20, 30)   # started tasks only: 10, 20, 30 ms after their events
     assert phase.route_p99_ms == 1 and phase.pickup_p99_ms == 29
-    assert phase.stages["tool"] == (3, 3)
+    assert phase.stages["tool"] == (3, 3) and phase.batch_mean == 2

@@ -67,3 +67,34 @@ async def test_a_step_journaled_twice_keeps_the_first(sessions):
     async with sessions() as session:
         steps = await queries.get_steps(session, task_id="t1")
     assert [s.observation for s in steps] == ["first"]
+
+
+async def test_several_tasks_start_and_finish_together_as_each_would_alone(sessions):
+    async with sessions.begin() as session:
+        await queries.insert_events_and_tasks(session, events=[event(f"e{i}", f"k{i}") for i in range(3)],
+                                              tasks=[task(f"t{i}", f"e{i}") for i in range(3)])
+        await queries.finish_task(session, task_id="t2", status="cancelled", result=None, error=None)
+    workspaces = {"t0": "/w/t0", "t1": "/w/t1", "t2": "/w/t2", "unknown": "/w/u"}
+    async with sessions.begin() as session:
+        # t2 ended and "unknown" was never stored: duplicate deliveries, for the caller to drop.
+        assert await queries.start_tasks(session, workspaces=workspaces, isolation="rlimit") == {"t0", "t1"}
+    async with sessions() as session:
+        first_start = (await queries.get_task(session, task_id="t0")).started_at
+    async with sessions.begin() as session:   # t0 redelivered while running
+        assert await queries.start_tasks(session, workspaces={"t0": "/w/t0"}, isolation="rlimit") == {"t0"}
+        await queries.add_steps(session, steps=[
+            {"task_id": t, "n": 1, "tool_call": {"tool": "finish"}, "decision": "allow", "observation": t, "ok": True,
+             "candidates": [], "prompt_tokens": 1, "timings": {}, "started_at": utcnow(), "duration_s": 0.1}
+            for t in ("t0", "t1")])
+        await queries.finish_tasks(session, finished=[
+            {"id": "t0", "status": "succeeded", "result": {"summary": "s0"}, "error": None},
+            {"id": "t1", "status": "failed", "result": None, "error": "boom"}])
+    async with sessions() as session:
+        t0, t1, t2 = [await queries.get_task(session, task_id=t) for t in ("t0", "t1", "t2")]
+        steps = [s.observation for t in ("t0", "t1") for s in await queries.get_steps(session, task_id=t)]
+    assert (t0.status, t0.workspace, t0.isolation, t0.deliveries, t0.result) == ("succeeded", "/w/t0", "rlimit", 2,
+                                                                                   {"summary": "s0"})
+    assert t0.started_at == first_start and t0.finished_at >= t0.started_at   # the first start is kept
+    assert (t1.status, t1.workspace, t1.deliveries, t1.error) == ("failed", "/w/t1", 1, "boom")
+    assert (t2.status, t2.deliveries, t2.started_at, t2.workspace) == ("cancelled", 0, None, None)
+    assert steps == ["t0", "t1"]
