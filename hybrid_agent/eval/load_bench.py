@@ -2,8 +2,8 @@
 N worker processes sharing the TASKS durable consumer, each running a model-free tool loop
 over what the task feed hands it at once. A fixed-rate phase measures event-to-task-start
 latency (the event's ``created_at`` to the task's ``started_at``); an as-fast-as-possible
-phase measures the sustained rate. Both are set against raw JetStream (publish + pull-
-consume) in the same run, on one private embedded NATS. Lost and duplicated work are
+phase measures the sustained rate. Both are set against raw JetStream (publish +
+pull-consume) in the same run, on one private embedded NATS. Lost and duplicated work are
 counted, not assumed: a task is lost when its event has no finished task at the end,
 duplicated when its tool ran (or the store started it) more than once. Where the time went
 is measured too: the router's leg and the workers' (from the store's timestamps), each
