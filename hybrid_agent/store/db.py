@@ -10,7 +10,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from hybrid_agent.store.sqlite_write_lock import queue_writers
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_S = 10.0   # the longest a SQLite writer waits for another to finish
 
 
 def async_url(url: str) -> str:
@@ -32,7 +35,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     # durable across process crashes, which is what a journal here needs.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -44,6 +47,9 @@ def make_engine(url: str) -> AsyncEngine:
         # contend through its busy handler sleep for milliseconds; queueing in the pool doesn't.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        database = make_url(url).database
+        if database and database != ":memory:":
+            queue_writers(engine.sync_engine, Path(database), timeout_s=BUSY_TIMEOUT_S)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

@@ -36,16 +36,22 @@ NOT_RUNNABLE = TERMINAL | {"awaiting_approval"}
 async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]) -> int:
     """Rows inserted. executemany with one cached statement: a multi-VALUES statement
     would be recompiled for every batch."""
+    return len(await _insert_new(session, table, rows))
+
+
+async def _insert_new(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]],
+                      *, returning: Sequence[Any] = ()) -> list[Row[Any]]:
+    """Insert ignoring known rows; the inserted ones' ``returning`` columns (default: the key)."""
     insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
     # Counted by RETURNING: psycopg reports no rowcount (-1) for these inserts.
-    statement = insert(table.__table__).on_conflict_do_nothing().returning(*table.__table__.primary_key.columns)
-    result = await session.execute(statement, list(rows))
-    return len(result.all())
+    statement = insert(table.__table__).on_conflict_do_nothing().returning(
+        *(returning or table.__table__.primary_key.columns))
+    return list(await session.execute(statement, list(rows)))
 
 
 async def insert_events_and_tasks(
     session: AsyncSession, *, events: Sequence[dict[str, Any]], tasks: Sequence[dict[str, Any]]
-) -> list[Row[tuple[str, str, int, str | None]]]:
+) -> list[Row[Any]]:
     """Insert events and their tasks, ignoring ones already stored (redelivery, duplicate
     dedup key). Returns those of ``tasks`` that are still queued, so a caller that crashed
     between commit and publish republishes them on redelivery. Each row has ``id``,
@@ -66,17 +72,18 @@ async def insert_events(session: AsyncSession, *, events: Sequence[dict[str, Any
     return ids
 
 
-async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]) -> list[Row[tuple[str, str, int, str | None]]]:
-    """Insert tasks ignoring known ones; those of ``tasks`` still queued."""
-    if tasks:
-        rows = [{"deliveries": 0, "created_at": utcnow(), **task} for task in tasks]
-        await _insert_ignoring_duplicates(session, TaskRow, rows)
-    ids = [task["id"] for task in tasks]
-    if not ids:
+async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]) -> list[Row[Any]]:
+    """Insert tasks ignoring known ones; those of ``tasks`` still queued, each with ``id``,
+    ``queue``, ``priority`` and ``event_id``."""
+    if not tasks:
         return []
+    rows = [{"deliveries": 0, "created_at": utcnow(), **task} for task in tasks]
     # Columns, not ORM objects: this runs for every routed batch.
-    query = (select(TaskRow.id, TaskRow.queue, TaskRow.priority, TaskRow.event_id)
-             .where(TaskRow.id.in_(ids), TaskRow.status == "queued"))
+    columns = (TaskRow.id, TaskRow.queue, TaskRow.priority, TaskRow.event_id)
+    inserted = await _insert_new(session, TaskRow, rows, returning=(*columns, TaskRow.status))
+    if len(inserted) == len(rows):   # all new (the usual case): no need to read them back
+        return [row for row in inserted if row.status == "queued"]
+    query = select(*columns).where(TaskRow.id.in_([task["id"] for task in tasks]), TaskRow.status == "queued")
     return list(await session.execute(query))
 
 
