@@ -3,7 +3,8 @@ pull consumer per (queue, band) shared by every worker serving that queue. ``nex
 out the most urgent waiting message: it asks each consumer in band order for a message
 without waiting (``no_wait``), and only when all are empty waits a moment on the first
 queue's normal band, where most work arrives. ``take`` hands out up to n of the most urgent
-lane's waiting messages at once (one pull), for a worker that settles several in one store
+lane's waiting messages at once (one pull; after a wait, a second one without waiting for
+those that came with the first), for a worker that settles several in one store
 transaction. A task on a queue no worker serves waits in the stream until one does.
 
 Each lane has its own inbox: a message that arrives after its pull stopped waiting (the
@@ -169,6 +170,10 @@ class TaskFeed:
                     if taken := await self._pull(lane, up_to=up_to, wait_s=None):
                         return taken
                 taken = await self._pull(self.waiting, up_to=up_to, wait_s=LONG_POLL_S)
+                if taken and len(taken) < up_to:
+                    # Tasks come in bursts (a routed batch): what came with the first is
+                    # already waiting, and taken now it shares its transactions.
+                    taken += await self._pull(self.waiting, up_to=up_to - len(taken), wait_s=None)
             except nats.errors.ConnectionClosedError:
                 return []
             except nats.errors.Error as exc:   # a reconnect, no answer: ask again shortly

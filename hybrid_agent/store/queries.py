@@ -269,12 +269,12 @@ async def start_tasks(session: AsyncSession, *, workspaces: Mapping[str, str], i
     changes, as ``start_task``'s SELECT ... FOR UPDATE does."""
     if not workspaces:
         return set()
-    now = utcnow()
-    statement = (update(TaskRow).where(TaskRow.id.in_(list(workspaces)), TaskRow.status.not_in(NOT_RUNNABLE))
-                 .values(status="running", isolation=isolation, workspace=case(dict(workspaces), value=TaskRow.id),
-                         deliveries=TaskRow.deliveries + 1, started_at=func.coalesce(TaskRow.started_at, now),
+    now, tasks = utcnow(), TaskRow.__table__   # the table, not the ORM entity: half the CPU a batch
+    statement = (update(tasks).where(tasks.c.id.in_(list(workspaces)), tasks.c.status.not_in(NOT_RUNNABLE))
+                 .values(status="running", isolation=isolation, workspace=case(dict(workspaces), value=tasks.c.id),
+                         deliveries=tasks.c.deliveries + 1, started_at=func.coalesce(tasks.c.started_at, now),
                          heartbeat_at=now, waiting_for=None)
-                 .returning(TaskRow.id).execution_options(synchronize_session=False))
+                 .returning(tasks.c.id))
     return set((await session.scalars(statement)).all())
 
 
@@ -347,8 +347,13 @@ async def finish_tasks(session: AsyncSession, *, finished: Sequence[dict[str, An
     """End several tasks in one statement (an UPDATE by primary key per row, executed as
     one batch); each of ``finished`` has ``id``, ``status``, ``result`` and ``error``."""
     if finished:
+        tasks = TaskRow.__table__
+        statement = (update(tasks).where(tasks.c.id == bindparam("task_id"))
+                     .values(status=bindparam("to_status"), result=bindparam("to_result"),
+                             error=bindparam("to_error"), finished_at=bindparam("at")))
         now = utcnow()
-        await session.execute(update(TaskRow), [{**row, "finished_at": now} for row in finished])
+        await session.execute(statement, [{"task_id": row["id"], "to_status": row["status"], "to_result": row["result"],
+                                           "to_error": row["error"], "at": now} for row in finished])
 
 
 async def await_approval(session: AsyncSession, *, task_id: str, pending: dict[str, Any]) -> None:

@@ -65,6 +65,18 @@ async def test_several_waiting_tasks_are_taken_at_once_from_the_most_urgent_lane
     assert await feed.take(stop, up_to=3) == []
 
 
+async def test_a_burst_that_ends_a_wait_is_taken_together(embedded_bus: Bus):
+    feed = await embedded_bus.task_feed(LIMITS)
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(feed.take(stop, up_to=16))
+    await asyncio.sleep(0.5)   # the feed is waiting on the normal band
+    await embedded_bus.publish_tasks([TaskMessage(task_id=f"routed-{i}") for i in range(5)])   # one routed batch
+    taken = await asyncio.wait_for(waiting, timeout=10)
+    # The wait ends with the first; the rest, stored by then, come in the same take.
+    assert task_ids(taken) == [f"routed-{i}" for i in range(5)]
+    for msg in taken:
+        await msg.ack_sync()
+
 
 async def test_a_worker_takes_only_the_queues_it_serves(embedded_bus: Bus):
     await embedded_bus.publish_tasks([TaskMessage(task_id="ci-1", queue="ci"), TaskMessage(task_id="default-1"),

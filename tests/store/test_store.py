@@ -95,6 +95,6 @@ async def test_several_tasks_start_and_finish_together_as_each_would_alone(sessi
     assert (t0.status, t0.workspace, t0.isolation, t0.deliveries, t0.result) == ("succeeded", "/w/t0", "rlimit", 2,
                                                                                    {"summary": "s0"})
     assert t0.started_at == first_start and t0.finished_at >= t0.started_at   # the first start is kept
-    assert (t1.status, t1.workspace, t1.deliveries, t1.error) == ("failed", "/w/t1", 1, "boom")
+    assert (t1.status, t1.workspace, t1.deliveries, t1.error, t1.result) == ("failed", "/w/t1", 1, "boom", None)
     assert (t2.status, t2.deliveries, t2.started_at, t2.workspace) == ("cancelled", 0, None, None)
     assert steps == ["t0", "t1"]

@@ -38,11 +38,16 @@ async def file_events(sessions) -> list[list[str]]:
 
 
 async def until_published(sessions, inbox: Path, name: str) -> None:
-    """Write ``name`` (again, while no event lists it: the watch may not be up yet)."""
+    """Write ``name`` until an event lists it: again only when none did for a while (the
+    watch may not be up yet), not while a write is still on its way to the store, which
+    would publish one name twice."""
     async with asyncio.timeout(20):
-        while not any(name in paths for paths in await file_events(sessions)):
+        while True:
             (inbox / name).write_text(str(uuid.uuid4()))
-            await asyncio.sleep(0.3)
+            for _ in range(15):
+                await asyncio.sleep(0.1)
+                if any(name in paths for paths in await file_events(sessions)):
+                    return
 
 
 async def test_one_process_publishes_and_another_takes_over_when_it_dies(inbox_rules, embedded_nats, sessions):
