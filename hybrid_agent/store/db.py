@@ -47,9 +47,8 @@ def make_engine(url: str) -> AsyncEngine:
         # contend through its busy handler sleep for milliseconds; queueing in the pool doesn't.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        database = make_url(url).database
-        if database and database != ":memory:":
-            queue_writers(engine.sync_engine, Path(database), timeout_s=BUSY_TIMEOUT_S)
+        if database := sqlite_file(url):
+            queue_writers(engine.sync_engine, database, timeout_s=BUSY_TIMEOUT_S)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
@@ -60,10 +59,8 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def migrate(url: str) -> None:
     """Bring the schema to the latest revision (idempotent)."""
-    if url_is_sqlite(url):
-        database = make_url(sync_url(url)).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database := sqlite_file(url):
+        database.parent.mkdir(parents=True, exist_ok=True)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
@@ -72,3 +69,11 @@ def migrate(url: str) -> None:
 
 def url_is_sqlite(url: str) -> bool:
     return make_url(url).drivername.startswith("sqlite")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for an in-memory one or another database."""
+    if not url_is_sqlite(url):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None

@@ -78,10 +78,14 @@ class WriteLock:
         os.close(self.fd)
 
 
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".write-lock")
+
+
 def queue_writers(engine: Engine, database: Path, *, timeout_s: float) -> None:
     """Make every connection of ``engine`` (an async engine's ``sync_engine``) take the
     write lock of ``database`` before its transaction's first write."""
-    path = database.with_name(database.name + ".write-lock")
+    path = lock_path(database)
 
     @event.listens_for(engine, "connect")
     def open_lock(_dbapi_connection: object, record: ConnectionPoolEntry) -> None:

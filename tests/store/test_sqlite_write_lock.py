@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from hybrid_agent.store import queries
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
-from hybrid_agent.store.sqlite_write_lock import WriteLock, WriteLockTimeout, queue_writers
+from hybrid_agent.store.sqlite_write_lock import WriteLock, WriteLockTimeout, lock_path, queue_writers
 
 from tests.store.test_store import event
 
@@ -42,7 +42,7 @@ async def sqlite_sessions(database: Path) -> AsyncIterator[async_sessionmaker[As
 @contextlib.contextmanager
 def held_elsewhere(database: Path) -> Iterator[None]:
     """The write lock taken through a descriptor of its own, as another process would."""
-    fd = os.open(database.with_name(database.name + ".write-lock"), os.O_RDWR | os.O_CREAT)
+    fd = os.open(lock_path(database), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -53,7 +53,7 @@ def held_elsewhere(database: Path) -> Iterator[None]:
 async def someone_else_gets_the_lock(database: Path) -> None:
     """Another descriptor takes the lock, waiting for it (a waiter that never lets go
     fails this by the timeout)."""
-    fd = os.open(database.with_name(database.name + ".write-lock"), os.O_RDWR | os.O_CREAT)
+    fd = os.open(lock_path(database), os.O_RDWR | os.O_CREAT)
     try:
         await asyncio.wait_for(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX), timeout=10)
     finally:
@@ -61,7 +61,7 @@ async def someone_else_gets_the_lock(database: Path) -> None:
 
 
 def lock_is_free(database: Path) -> bool:
-    fd = os.open(database.with_name(database.name + ".write-lock"), os.O_RDWR | os.O_CREAT)
+    fd = os.open(lock_path(database), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -105,7 +105,7 @@ async def test_a_writer_waits_for_the_holder_and_goes_on_when_it_lets_go(databas
 
 
 async def test_a_writer_that_waits_too_long_gets_an_error_naming_the_lock_and_holds_nothing(database):
-    lock = WriteLock(database.with_name("store.db.write-lock"), timeout_s=0.1)
+    lock = WriteLock(lock_path(database), timeout_s=0.1)
     with held_elsewhere(database):
         with pytest.raises(WriteLockTimeout, match="store.db.write-lock"):
             await lock.acquire()
@@ -131,7 +131,7 @@ async def test_a_transaction_that_waits_too_long_fails_as_a_locked_database_woul
 
 
 async def test_a_cancelled_waiter_leaves_the_lock_free(database):
-    lock = WriteLock(database.with_name("store.db.write-lock"), timeout_s=10)
+    lock = WriteLock(lock_path(database), timeout_s=10)
     with held_elsewhere(database):
         waiting = asyncio.create_task(lock.acquire())
         await asyncio.sleep(0.05)
