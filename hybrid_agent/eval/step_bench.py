@@ -118,7 +118,8 @@ def load_bench_llm(settings: Settings) -> TransformersLLM:
     if not settings.llm.startswith("transformers:"):
         raise ValueError(f"the step benchmark needs a transformers LLM (HA_LLM=transformers:...), not {settings.llm!r}")
     llm = load_llm(settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
-                   max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature)
+                   max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
+                   quantize=settings.llm_quantize)
     assert isinstance(llm, TransformersLLM)
     return llm
 
@@ -191,7 +192,7 @@ def run_step_benchmark(llm: TransformersLLM, settings: Settings, *, goals: list[
     # All goals at one K, then at the next: a goal's K = 4 run finds its K = 1 run's prompts
     # evicted from the backend's prompt cache (with three goals or more), as another task's would be.
     timed = [t for k in KS for goal in goals for t in run_goal(llm, setup, goal, k=k, steps=steps)]
-    return StepBenchResult(timed, summarize(timed, hybrid, steps=steps))
+    return StepBenchResult(timed, {**summarize(timed, hybrid, steps=steps), "llm": llm.name})
 
 
 def summarize(timed: list[StepTiming], hybrid: Hybrid, *, steps: int) -> dict[str, Any]:

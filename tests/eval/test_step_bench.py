@@ -26,6 +26,7 @@ def test_two_goals_through_the_whole_step_and_raw_generation(tmp_path: Path) -> 
     for key in TIMES:
         assert math.isfinite(summary[key]) and summary[key] > 0, (key, summary)
     assert summary["ablation"] == "full" and summary["steps"] == 2 and len(summary["load_avg"]) == 3
+    assert summary["llm"] == "transformers:default+fp16"   # HA_LLM_QUANTIZE's default
 
     for goal in GOALS[:2]:
         for k in KS:

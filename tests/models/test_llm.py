@@ -10,11 +10,13 @@ from collections import Counter
 
 import pytest
 import torch
+from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from hybrid_agent.agents.prompt import PromptParts, StepView, build_messages
 from hybrid_agent.config import Settings
 from hybrid_agent.models.llm import LLMError, load_llm
+from hybrid_agent.models.llm.quantize import Int8Linear, RowScaler, quantize
 from hybrid_agent.models.llm.transformers_backend import (
     SEPARATORS,
     UNBOUNDED_BUDGET,
@@ -184,17 +186,19 @@ def test_a_draft_is_what_followed_the_latest_earlier_occurrence_of_the_tail() ->
     assert lookup_draft([1, 2, 3, 1, 2, 3], 0) == []
 
 
-def test_drafts_leave_greedy_output_unchanged(tiny_dir: Path) -> None:
-    drafting, plain = TransformersLLM(tiny_dir), TransformersLLM(tiny_dir, draft_tokens=0)
+@pytest.mark.parametrize("quantize", ["none", "fp16"])
+def test_drafts_leave_greedy_output_unchanged(tiny_dir: Path, quantize: str) -> None:
+    drafting = TransformersLLM(tiny_dir, quantize=quantize)
+    plain = TransformersLLM(tiny_dir, draft_tokens=0, quantize=quantize)
     for task in TASKS:
         (a,), (b,) = (llm.propose(chat(task), call_schema(), k=1).candidates for llm in (drafting, plain))
         assert (a.text, a.tokens, a.error) == (b.text, b.tokens, b.error)
         assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_a_call_does_not_depend_on_what_was_cached_before(tiny_dir: Path, k: int) -> None:
-    fresh, used = TransformersLLM(tiny_dir), TransformersLLM(tiny_dir)
+@pytest.mark.parametrize(("k", "quantize"), [(1, "none"), (3, "none"), (1, "fp16"), (3, "fp16")])
+def test_a_call_does_not_depend_on_what_was_cached_before(tiny_dir: Path, k: int, quantize: str) -> None:
+    fresh, used = TransformersLLM(tiny_dir, quantize=quantize), TransformersLLM(tiny_dir, quantize=quantize)
     used.propose(chat(TASKS[1]), call_schema(), k=k)  # caches the shared system message
     first = used.propose(chat(TASKS[0]), call_schema(), k=k)
     again = used.propose(chat(TASKS[0]), call_schema(), k=k)
@@ -229,6 +233,62 @@ def test_the_next_best_call_is_the_same_whether_greedy_was_kept_drafted_or_decod
         texts = [[c.text for c in answer] for answer in answers]
         assert answers[0] and texts[0] == texts[1] == texts[2]
         assert answers[0][0].logprob == pytest.approx(answers[2][0].logprob, abs=1e-3)
+
+
+# --- int8 weights -------------------------------------------------------------------------
+
+
+def test_an_int8_layer_computes_what_the_float_layer_does_within_quantization_error() -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 48)
+    x = torch.randn(7, 96)
+    with torch.inference_mode():
+        expected, got = linear(x), Int8Linear(linear)(x)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert (got - expected).abs().max() < 0.02 * expected.abs().max()
+
+
+def test_a_tokens_int8_result_does_not_depend_on_the_other_tokens_of_the_pass() -> None:
+    # fbgemm scales a whole input at once; a prompt prefilled in one pass or two, or a draft
+    # checked with the tokens after it, must still give each token the same numbers.
+    torch.manual_seed(1)
+    layer = Int8Linear(torch.nn.Linear(64, 32, bias=False))
+    x = torch.randn(5, 64)
+    x[3] *= 1000   # an outlier token would set a shared scale
+    with torch.inference_mode():
+        together = layer(x)
+        alone = torch.cat([layer(row[None]) for row in x])
+    assert torch.equal(together, alone)
+
+
+def test_layers_reading_the_same_input_share_its_scaling_and_get_what_they_would_alone() -> None:
+    torch.manual_seed(2)
+    q, k = torch.nn.Linear(64, 32, bias=False), torch.nn.Linear(64, 16)
+    shared = RowScaler()
+    x, y = torch.randn(3, 64), torch.randn(3, 64)
+    with torch.inference_mode():
+        got = [Int8Linear(q, shared)(x), Int8Linear(k, shared)(x), Int8Linear(k, shared)(y)]
+        expected = [Int8Linear(q)(x), Int8Linear(k)(x), Int8Linear(k)(y)]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def test_int8_replaces_every_linear_layer_and_still_gives_valid_calls(tiny_dir: Path) -> None:
+    llm = TransformersLLM(tiny_dir, quantize="int8")
+    assert llm.name.endswith("+int8")
+    assert not any(isinstance(module, torch.nn.Linear) for module in llm.model.modules())
+    assert any(isinstance(module, Int8Linear) for module in llm.model.modules())
+    for candidate in llm.propose(chat(TASKS[0]), call_schema(BOUNDED), k=4).candidates:
+        assert candidate.error is None, candidate.text
+        validate_call(candidate.parsed, tools=BOUNDED)
+
+
+def test_an_unknown_quantization_is_refused_naming_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="'int4'; valid: none, fp16, int8"):
+        quantize(torch.nn.Linear(4, 4), "int4")
+    with pytest.raises(ValidationError, match="llm_quantize"):
+        Settings(llm_quantize="int4")
+    with pytest.raises(ValueError, match="only to the transformers backend"):
+        load_llm("openai:http://127.0.0.1:9/v1#m", cache_dir=CACHE, quantize="int8")
 
 
 # --- the real default model -----------------------------------------------------------
@@ -301,3 +361,26 @@ def test_drafts_leave_the_default_models_calls_unchanged_in_fewer_passes(
         assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
         passes, tokens = passes + drafted.info["passes"], tokens + drafted.info["steps"]
     assert passes < tokens * 0.75, (passes, tokens)  # the examples' call syntax is copied in runs
+
+
+@pytest.mark.llm
+def test_fp16_weights_give_the_default_models_calls(smollm2: TransformersLLM, smollm2_dir: Path) -> None:
+    fp16 = TransformersLLM(smollm2_dir, quantize="fp16", max_new_tokens=smollm2.max_new_tokens)
+    texts = [(smollm2.propose(chat(task), call_schema(), k=1).candidates[0].text,
+              fp16.propose(chat(task), call_schema(), k=1).candidates[0].text) for task in SAMPLED_TASKS]
+    same = sum(a == b for a, b in texts)
+    print(f"fp16 gave the float32 call on {same} of {len(texts)} tasks")
+    assert same == len(texts), texts
+
+
+@pytest.mark.llm
+def test_int8_weights_keep_the_default_models_calls_valid(smollm2: TransformersLLM, smollm2_dir: Path) -> None:
+    int8 = TransformersLLM(smollm2_dir, quantize="int8", max_new_tokens=smollm2.max_new_tokens)
+    same_tool = 0
+    for task in SAMPLED_TASKS:
+        (call,) = int8.propose(chat(task), call_schema(), k=1).candidates
+        assert int8.propose(chat(task), call_schema(), k=1).candidates == [call]   # cached now: still the same
+        validate_call(call.parsed)
+        (full,) = smollm2.propose(chat(task), call_schema(), k=1).candidates
+        same_tool += full.parsed is not None and full.parsed["tool"] == call.parsed["tool"]
+    print(f"int8 picked the float32 call's tool on {same_tool} of {len(SAMPLED_TASKS)} tasks")

@@ -28,6 +28,7 @@ import xgrammar as xgr
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedConfig
 
 from .adapter import AdapterError, load_adapter
+from .quantize import quantize as quantize_weights
 from .gguf_weights import convert_gguf, default_gguf
 from .base import Candidate, LLMError, Proposal, new_candidates
 
@@ -186,9 +187,12 @@ class TransformersLLM:
         max_new_tokens: int | None = None,
         draft_tokens: int = DRAFT_TOKENS,
         adapter: Path | None = None,
+        quantize: str = "none",
     ) -> None:
-        # ``adapter``: a LoRA adapter directory (sft.py), merged into the weights at load.
-        self.name = (name or f"transformers:{model_dir}") + (f"+lora:{adapter}" if adapter else "")
+        # ``adapter``: a LoRA adapter directory (sft.py), merged into the weights at load;
+        # ``quantize``: "int8" for int8 linear layers (quantize.py), after the merge.
+        self.name = ((name or f"transformers:{model_dir}") + (f"+lora:{adapter}" if adapter else "")
+                     + (f"+{quantize}" if quantize != "none" else ""))
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens  # None: sized from each schema
         self.draft_tokens = draft_tokens  # 0: greedy decoding one token per pass
@@ -200,6 +204,7 @@ class TransformersLLM:
             self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
             if adapter is not None:
                 self.model = load_adapter(self.model, adapter)
+            self.model = quantize_weights(self.model, quantize)
             tokenizer_info = xgr.TokenizerInfo.from_huggingface(
                 self.tokenizer,
                 vocab_size=self.model.config.vocab_size,
