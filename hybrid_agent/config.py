@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     llm_adapter: Path | None = Field(default=None, description="LoRA adapter directory (hybrid-agent train sft), "
                                      "merged into the transformers LLM at load")
     llm_quantize: Literal["none", "fp16", "int8"] = Field(
-        default="fp16", description="the transformers LLM's linear weights: fp16 (the float32 model's calls, about "
-                                    "2x faster steps on CPU), none (float32), int8 (faster still; the calls move)")
+        default="fp16", description="the transformers LLM's linear weights: fp16 (float32's calls but for near ties, "
+                                    "about 2x faster steps on CPU), none (float32), int8 (faster still; calls move)")
     llm_max_new_tokens: int = Field(default=192, ge=16, description="tokens one tool call may take")
     llm_temperature: float = Field(default=0.6, gt=0, le=2, description="sampling temperature when K > 1")
     model_cache: Path | None = Field(default=None, description="converted model weights; default <data dir>/models")

@@ -4,8 +4,9 @@ Decoding one token reads every weight once, so on a CPU it is bound by memory tr
 arithmetic: the default model's float32 weights are 540 MB a token.
 
 - ``fp16``: the linear layers' weights in float16, multiplied in float32 by fbgemm
-  (``quantize_dynamic`` to float16): half the bytes, and the same choices as float32 (only
-  the weights are rounded, once; nothing rounds along the way).
+  (``quantize_dynamic`` to float16): half the bytes, and float32's choices but for near
+  ties (only the weights are rounded, once; the default model's logits move by 0.04 at most
+  on a 321-token prompt).
 - ``int8``: ``Int8Linear``, weights in int8 with a scale per output channel, multiplied by
   fbgemm's int8 kernels: a quarter of the bytes, and prefill faster too. The activations
   are rounded to 8 bits at every layer, so the model's choices move a little, and a choice
