@@ -50,7 +50,7 @@ def _transformers(argument: str, options: _Options) -> LLM:
 def _openai(argument: str, options: _Options) -> LLM:
     from .openai_backend import OpenAILLM
 
-    _no_adapter("openai", options)
+    _transformers_only("openai", options)
     url, _, model = argument.rpartition("#")
     if not model or not url.startswith(("http://", "https://")):
         raise _invalid(f"openai:{argument}")
@@ -61,12 +61,13 @@ def _openai(argument: str, options: _Options) -> LLM:
 def _vllm(argument: str, options: _Options) -> LLM:
     from .vllm_backend import VLLMBackend
 
-    _no_adapter("vllm", options)
+    _transformers_only("vllm", options)
     return VLLMBackend(argument, seed=options.seed, temperature=options.temperature,
                        max_new_tokens=options.max_new_tokens)
 
 
-def _no_adapter(backend: str, options: _Options) -> None:
+def _transformers_only(backend: str, options: _Options) -> None:
+    """Refuse the options that only the in-process transformers model can apply."""
     if options.adapter is not None:
         raise ValueError(f"a LoRA adapter (HA_LLM_ADAPTER) loads only with the transformers backend, not {backend}")
     if options.quantize != "none":

@@ -23,13 +23,24 @@ back. Embeddings and norms stay float32; a LoRA adapter is merged before quantiz
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 QUANTIZATIONS = ("none", "fp16", "int8")
 EDGE_COLUMNS = 2   # the +1 and -1 that fix every row's range
+
+
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    # torch.ao's quantization is deprecated in favour of torchao and says so on every use;
+    # torch is pinned (2.13), where it works and fbgemm is the fastest path on this CPU.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*deprecated.*")
+        yield
 
 
 class RowScaler:
@@ -61,10 +72,7 @@ class Int8Linear(nn.Module):
         weight = linear.weight.detach().float()                                   # (out, in)
         weight = torch.cat([weight, weight.new_zeros(weight.shape[0], EDGE_COLUMNS)], dim=1)
         scales = (weight.abs().amax(dim=1).clamp_min(1e-12) / 127).double()      # (out,)
-        with warnings.catch_warnings():
-            # torch.ao's quantized tensors are deprecated in favour of torchao; torch is
-            # pinned (2.13), where they work and fbgemm is the fastest int8 path on this CPU.
-            warnings.filterwarnings("ignore", message=".*deprecated.*")
+        with _quietly():
             qweight = torch.quantize_per_channel(weight, scales, torch.zeros_like(scales, dtype=torch.long), 0,
                                                  torch.qint8)
             self.packed = torch.ops.quantized.linear_prepack(qweight, None)
@@ -84,8 +92,7 @@ def quantize(model: nn.Module, kind: str) -> nn.Module:
     if kind not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {kind!r}; valid: {', '.join(QUANTIZATIONS)}")
     if kind == "fp16":
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*deprecated.*")   # as in Int8Linear
+        with _quietly():
             return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.float16, inplace=True)
     if kind == "int8":
         rows = RowScaler()

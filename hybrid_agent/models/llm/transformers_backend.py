@@ -190,7 +190,7 @@ class TransformersLLM:
         quantize: str = "none",
     ) -> None:
         # ``adapter``: a LoRA adapter directory (sft.py), merged into the weights at load;
-        # ``quantize``: "int8" for int8 linear layers (quantize.py), after the merge.
+        # ``quantize``: the linear weights' type (quantize.py: none, fp16, int8), after the merge.
         self.name = ((name or f"transformers:{model_dir}") + (f"+lora:{adapter}" if adapter else "")
                      + (f"+{quantize}" if quantize != "none" else ""))
         self.temperature = temperature
