@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         default="fp16", description="the transformers LLM's linear weights: fp16 (float32's calls but for near ties, "
                                     "about 2x faster steps on CPU), none (float32), int8 (faster still; calls move)")
     llm_max_new_tokens: int = Field(default=192, ge=16, description="tokens one tool call may take")
+    llm_loop_tokens: int = Field(
+        default=32, ge=0, description="a call whose last N tokens repeat one span of up to 16 tokens is cut short "
+                                      "as a loop (transformers backend; 0: never, the call runs on to max_new_tokens)")
     llm_temperature: float = Field(default=0.6, gt=0, le=2, description="sampling temperature when K > 1")
     model_cache: Path | None = Field(default=None, description="converted model weights; default <data dir>/models")
     policy: Path | None = Field(default=None, description="tool policy YAML; unset uses the shipped default")

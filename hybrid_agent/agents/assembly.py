@@ -61,7 +61,8 @@ def load_parts(settings: Settings, *, seed: int | None = None, llm: LLM | None =
         llm = load_llm(settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed if seed is None else seed,
                        max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
                        timeout_s=settings.llm_timeout_s, retries=settings.llm_retries, api_key=api_key,
-                       adapter=settings.llm_adapter, quantize=settings.llm_quantize)
+                       adapter=settings.llm_adapter, quantize=settings.llm_quantize,
+                       loop_tokens=settings.llm_loop_tokens)
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
                            limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
     classifier = load_tpc(settings.tpc_checkpoint) if settings.tpc else None

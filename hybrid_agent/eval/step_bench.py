@@ -119,7 +119,8 @@ def load_bench_llm(settings: Settings) -> TransformersLLM:
         raise ValueError(f"the step benchmark needs a transformers LLM (HA_LLM=transformers:...), not {settings.llm!r}")
     llm = load_llm(settings.llm, cache_dir=settings.model_cache_dir, seed=settings.seed,
                    max_new_tokens=settings.llm_max_new_tokens, temperature=settings.llm_temperature,
-                   quantize=settings.llm_quantize)
+                   adapter=settings.llm_adapter, quantize=settings.llm_quantize,
+                   loop_tokens=settings.llm_loop_tokens)
     assert isinstance(llm, TransformersLLM)
     return llm
 

@@ -14,6 +14,7 @@ from hybrid_agent.eval.step_bench import GOALS, KS, load_bench_llm, run_step_ben
 pytestmark = pytest.mark.llm
 
 CACHE = Path(__file__).parents[2] / ".cache" / "models"
+SHIPPED_ADAPTER = Path(__file__).parents[2] / "adapters" / "sft"
 TIMES = ("raw_s", "k1_s", "k4_s", "p95_step_s", "ratio")
 
 
@@ -37,3 +38,11 @@ def test_two_goals_through_the_whole_step_and_raw_generation(tmp_path: Path) -> 
         assert math.isfinite(timed.seconds) and timed.seconds > 0
         assert (timed.raw_seconds is not None) == (timed.k == 1)
     assert len(table(result).splitlines()) == 3  # a header and one row per goal
+
+
+def test_the_benchmark_times_the_configured_model_adapter_weights_and_loop_guard_included(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", model_cache=CACHE, llm_adapter=SHIPPED_ADAPTER,
+                        llm_quantize="none", llm_loop_tokens=24)
+    llm = load_bench_llm(settings)
+    assert llm.name == f"transformers:default+lora:{SHIPPED_ADAPTER}"
+    assert llm.loop_tokens == 24

@@ -25,11 +25,13 @@ from hybrid_agent.models.llm.transformers_backend import (
     default_gguf,
     lookup_draft,
     max_json_bytes,
+    repeating,
 )
 from hybrid_agent.policies.tool_schema import (
     PATH_MAX,
     SUMMARY_MAX,
     InvalidToolCall,
+    TOOL_ARGS,
     call_schema,
     validate_call,
 )
@@ -186,6 +188,17 @@ def test_a_draft_is_what_followed_the_latest_earlier_occurrence_of_the_tail() ->
     assert lookup_draft([1, 2, 3, 1, 2, 3], 0) == []
 
 
+def test_a_text_is_in_a_loop_once_its_tail_is_one_short_span_over_and_over() -> None:
+    note = [11, 22, 33, 44, 55]   # "This is a note. "
+    assert repeating([1, 2, 3] + note * 8, window=32, period=16)   # 40 tokens of it: 32 + one span
+    assert not repeating([1, 2, 3] + note * 7, window=32, period=16)
+    assert repeating([9] * 33, window=32, period=16)
+    span_17 = list(range(100, 117))
+    assert not repeating(span_17 * 4, window=32, period=16)        # a longer span is not a loop
+    assert repeating(span_17 * 4, window=32, period=17)
+    assert not repeating(list(range(200)), window=32, period=16)
+
+
 @pytest.mark.parametrize("quantize", ["none", "fp16"])
 def test_drafts_leave_greedy_output_unchanged(tiny_dir: Path, quantize: str) -> None:
     drafting = TransformersLLM(tiny_dir, quantize=quantize)
@@ -324,6 +337,29 @@ def _outcome(candidate) -> str:
     except InvalidToolCall as exc:
         return "too long" if "at most" in str(exc) else str(exc)
     return "valid"
+
+
+@pytest.mark.llm
+def test_a_call_gone_round_in_a_loop_is_cut_short_long_before_the_budget(
+    smollm2: TransformersLLM, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The default model answers this with write_file and "This is a note. This is a note. ..."
+    messages = build_messages(PromptParts("Show the contents of notes.txt", "", []))
+    schema = call_schema(frozenset(TOOL_ARGS) - {"finish"})
+    (looped,) = smollm2.propose(messages, schema, 1).candidates
+    assert looped.parsed is None and "loop" in looped.error
+    assert looped.tokens < smollm2.max_new_tokens / 2
+
+    with monkeypatch.context() as patched:   # sampled almost greedily, each candidate loops as greedy did
+        patched.setattr(smollm2, "temperature", 0.01)
+        sampled = smollm2.propose(messages, schema, 3).candidates
+    assert [(c.text, c.error) for c in sampled] == [(looped.text, looped.error)] * 3
+
+    with monkeypatch.context() as patched:
+        patched.setattr(smollm2, "loop_tokens", 0)
+        (unguarded,) = smollm2.propose(messages, schema, 1).candidates
+    assert unguarded.tokens == smollm2.max_new_tokens and "max_new_tokens" in unguarded.error
+    assert unguarded.text.startswith(looped.text)
 
 
 @pytest.mark.llm

@@ -29,6 +29,7 @@ class _Options:
     api_key: str | None = field(repr=False)  # a secret: kept out of reprs and logs
     adapter: Path | None = None              # a LoRA adapter (train sft), merged at load
     quantize: str = "none"                   # linear weights: none, fp16 or int8 (transformers)
+    loop_tokens: int | None = None           # the loop guard's window (transformers; None: its default)
 
 
 def _invalid(spec: str) -> ValueError:
@@ -41,7 +42,8 @@ def _transformers(argument: str, options: _Options) -> LLM:
     from .transformers_backend import TransformersLLM
 
     kwargs = {"seed": options.seed, "max_new_tokens": options.max_new_tokens, "temperature": options.temperature,
-              "adapter": options.adapter, "quantize": options.quantize}
+              "adapter": options.adapter, "quantize": options.quantize,
+              **({"loop_tokens": options.loop_tokens} if options.loop_tokens is not None else {})}
     if argument == "default":
         return TransformersLLM.default(options.cache_dir, **kwargs)
     return TransformersLLM(Path(argument), **kwargs)
@@ -84,17 +86,19 @@ _BACKENDS: dict[str, Callable[[str, _Options], LLM]] = {
 
 def load_llm(spec: str, *, cache_dir: Path, seed: int = 0, max_new_tokens: int | None = None,
              temperature: float = 0.6, timeout_s: float = 60.0, retries: int = 2,
-             api_key: str | None = None, adapter: Path | None = None, quantize: str = "none") -> LLM:
+             api_key: str | None = None, adapter: Path | None = None, quantize: str = "none",
+             loop_tokens: int | None = None) -> LLM:
     """The LLM named by ``spec``; ValueError for an unknown spec, LLMError if it fails to load.
     ``max_new_tokens`` caps a call (None: sized from each schema, or the server's default);
     ``temperature`` is for sampling K > 1 candidates (K = 1 is greedy). ``timeout_s``,
-    ``retries`` and ``api_key`` are for a server (openai); ``adapter`` and ``quantize``
-    (``QUANTIZATIONS``) for the transformers backend."""
+    ``retries`` and ``api_key`` are for a server (openai); ``adapter``, ``quantize``
+    (``QUANTIZATIONS``) and ``loop_tokens`` (the loop guard, 0: off) for the transformers
+    backend."""
     backend, _, argument = spec.partition(":")
     factory = _BACKENDS.get(backend)
     if factory is None or not argument:
         raise _invalid(spec)
     options = _Options(cache_dir=cache_dir, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
                        timeout_s=timeout_s, retries=retries, api_key=api_key, adapter=adapter,
-                       quantize=quantize)
+                       quantize=quantize, loop_tokens=loop_tokens)
     return factory(argument, options)

@@ -6,8 +6,9 @@ its KV cache copied K times (generate prefills it K times: 8 s instead of 0.8 s 
 and a 550-token prompt), finished candidates leave the batch, a stop token that the grammar
 forces costs no forward pass, and sampling draws from a private seeded generator instead of
 torch's global one. The KV caches of recent prompts and of their system message are kept
-for the next call (a task's next step, a resample of the same step), and greedy decoding
-checks drafts copied from the prompt several tokens per forward pass."""
+for the next call (a task's next step, a resample of the same step), in caches that append
+in place (kv_cache.py), and greedy decoding checks drafts copied from the prompt several
+tokens per forward pass."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreT
 from .adapter import AdapterError, load_adapter
 from .quantize import quantize as quantize_weights
 from .gguf_weights import convert_gguf, default_gguf
+from .kv_cache import growing_cache
 from .base import Candidate, LLMError, Proposal, new_candidates
 
 SEPARATORS = (",", ":")  # compact, as ToolCall.compact() writes calls
@@ -40,6 +42,11 @@ DRAFT_TOKENS = 8
 DRAFT_NGRAM = 3          # the longest tail of the text looked up in the prompt for a draft
 BRANCHES = 3             # runner-up choices tried for a next-best call before giving up
 PROMPT_CACHE_ENTRIES = 4  # two steps' system messages and whole prompts
+# A text whose last LOOP_TOKENS tokens are one span of at most LOOP_PERIOD tokens over and
+# over is in a loop (the default model's "This is a note. This is a note. ..." until the
+# budget ran out: 192 tokens, 2-3 s, for a call that was cut short anyway).
+LOOP_TOKENS = 32
+LOOP_PERIOD = 16
 # A bounded string's character may take up to 6 bytes (a \uXXXX escape; UTF-8 needs <= 4),
 # and every token the grammar allows adds at least one byte: bytes + 1 (the stop token)
 # tokens always suffice to finish a call.
@@ -118,6 +125,14 @@ def lookup_draft(tokens: list[int], size: int, *, ngram: int = DRAFT_NGRAM) -> l
     return []
 
 
+def repeating(tokens: Sequence[int], *, window: int = LOOP_TOKENS, period: int = LOOP_PERIOD) -> bool:
+    """Whether ``tokens`` end in a loop: their last ``window`` tokens equal the ``window``
+    before them shifted by some p <= ``period`` (the same p-token span, over and over)."""
+    tail = list(tokens[-window:])
+    return len(tokens) > window and any(
+        list(tokens[-window - p : -p]) == tail for p in range(1, min(period, len(tokens) - window) + 1))
+
+
 _Saved = tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None]  # per-layer keys and values; logits
 
 
@@ -137,8 +152,8 @@ class _PromptCache:
             return None
         self._saved.move_to_end(key)
         layers, logits = saved
-        # The constructor concatenates each layer onto an empty one: a copy.
-        return DynamicCache(layers, config=self._config), None if logits is None else logits.clone()
+        # The cache copies each layer into its own buffer.
+        return growing_cache(self._config, layers), None if logits is None else logits.clone()
 
     def put(self, key: tuple[int, ...], cache: DynamicCache, logits: torch.Tensor | None) -> None:
         layers = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
@@ -158,6 +173,7 @@ class _Path:
     logprobs: list[float] = field(default_factory=list)
     alternatives: list[tuple[float, int, float] | None] = field(default_factory=list)
     finished: bool = False
+    looping: bool = False   # stopped in a loop (``repeating``), not finished
     passes: int = 0
     drafted: int = 0
 
@@ -186,6 +202,7 @@ class TransformersLLM:
         temperature: float = 0.8,
         max_new_tokens: int | None = None,
         draft_tokens: int = DRAFT_TOKENS,
+        loop_tokens: int = LOOP_TOKENS,
         adapter: Path | None = None,
         quantize: str = "none",
     ) -> None:
@@ -196,6 +213,7 @@ class TransformersLLM:
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens  # None: sized from each schema
         self.draft_tokens = draft_tokens  # 0: greedy decoding one token per pass
+        self.loop_tokens = loop_tokens    # 0: a call in a loop runs on to max_new_tokens
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
         self._lock = threading.Lock()  # one decode at a time: the generator is shared state
@@ -308,7 +326,7 @@ class TransformersLLM:
         else:
             cached = self._prompts.get(tuple(ids[:head])) if head else None
             reused = head if cached is not None else 0
-            cache = cached[0] if cached is not None else DynamicCache(config=self.model.config)
+            cache = cached[0] if cached is not None else growing_cache(self.model.config)
             if head and cached is None:
                 self._forward(prompt[:, :head], cache)
                 self._prompts.put(tuple(ids[:head]), cache, None)
@@ -350,7 +368,8 @@ class TransformersLLM:
                     branched=len(decoded) - (not reused))
         if self._text(best) in exclude:
             return []
-        return [self._candidate(best.tokens, sum(best.logprobs), cut_short=not best.finished)]
+        stopped = None if best.finished else "loop" if best.looping else "budget"
+        return [self._candidate(best.tokens, sum(best.logprobs), stopped=stopped)]
 
     def _branch(self, prompt: list[int], cache: DynamicCache, grammar: xgr.CompiledGrammar, greedy: _Path,
                 last: _Path, i: int, budget: int) -> _Path:
@@ -385,7 +404,8 @@ class TransformersLLM:
         goal's file names) are checked in one forward pass, and each one the model would
         have picked anyway is accepted. The output is plain greedy decoding's, up to the
         float rounding of a many-position pass; a run of accepted tokens costs one pass.
-        Each choice's runner-up is kept for ``_branch``."""
+        Each choice's runner-up is kept for ``_branch``. A text gone round in a loop
+        (``repeating``) stops there, cut short."""
         bitmask = xgr.allocate_token_bitmask(1, self._vocab_size)
         draft: list[int] = []  # rows[i + 1] are the logits after draft[i]
         while True:
@@ -406,11 +426,12 @@ class TransformersLLM:
                 path.alternatives.append((top.values[0].item() - runner_up, int(top.indices[1]), runner_up)
                                          if runner_up > -math.inf else None)
                 path.finished = self._only_stop_left(matcher, bitmask, 0)
-                if path.finished or len(path.tokens) == budget or i == len(draft) or token != draft[i]:
+                path.looping = not path.finished and self._looping(path.tokens)
+                if path.finished or path.looping or len(path.tokens) == budget or i == len(draft) or token != draft[i]:
                     break
             if len(draft) > i:  # the drafted tokens after the first miss are in the cache but wrong
                 cache.crop(-(len(draft) - i))
-            if path.finished or len(path.tokens) == budget:
+            if path.finished or path.looping or len(path.tokens) == budget:
                 return path
             draft = lookup_draft(prompt + path.tokens, self.draft_tokens)[: budget - len(path.tokens) - 1]
             path.drafted += len(draft)
@@ -431,6 +452,7 @@ class TransformersLLM:
         matchers = [xgr.GrammarMatcher(grammar) for _ in range(k)]
         bitmask = xgr.allocate_token_bitmask(k, self._vocab_size)
         generated: list[list[int]] = [[] for _ in range(k)]
+        looping: set[int] = set()
         logprobs = [0.0] * k
         alive = list(range(k))  # the candidate in each batch row
         steps = 0
@@ -449,7 +471,11 @@ class TransformersLLM:
                 if matchers[cand].is_terminated():  # it chose the stop token
                     continue
                 generated[cand].append(token)
-                if not self._only_stop_left(matchers[cand], bitmask, row):
+                if self._only_stop_left(matchers[cand], bitmask, row):
+                    continue   # complete
+                if self._looping(generated[cand]):
+                    looping.add(cand)   # cut short
+                else:
                     keep.append(row)
             if len(keep) < len(alive):  # finished candidates leave the batch
                 rows = torch.tensor(keep, dtype=torch.long)
@@ -459,11 +485,15 @@ class TransformersLLM:
             if alive and steps < budget:
                 logits = self._forward(next_ids[:, None], cache)[:, -1]
         info.update(decode_seconds=time.perf_counter() - started, steps=steps)
-        return [self._candidate(generated[c], logprobs[c], cut_short=c in alive) for c in range(k)]
+        return [self._candidate(generated[c], logprobs[c],
+                                stopped="loop" if c in looping else "budget" if c in alive else None) for c in range(k)]
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(logits / self.temperature, dim=-1)
         return torch.multinomial(probs, 1, generator=self._generator)[:, 0]
+
+    def _looping(self, tokens: list[int]) -> bool:
+        return self.loop_tokens > 0 and repeating(tokens, window=self.loop_tokens)
 
     def _only_stop_left(self, matcher: xgr.GrammarMatcher, bitmask: torch.Tensor, row: int) -> bool:
         # A complete call can only be followed by the stop token: finish the candidate now
@@ -475,11 +505,15 @@ class TransformersLLM:
         xgr.apply_token_bitmask_inplace(probe, bitmask[row : row + 1])
         return set(probe[0].isfinite().nonzero()[:, 0].tolist()) <= self._stop_ids
 
-    def _candidate(self, tokens: list[int], logprob: float, cut_short: bool) -> Candidate:
+    def _candidate(self, tokens: list[int], logprob: float, *, stopped: str | None) -> Candidate:
+        """The candidate of ``tokens``; ``stopped`` says why decoding stopped before the call
+        was complete: "budget" (max_new_tokens ran out) or "loop" (``repeating``)."""
         # No clean-up of tokenization spaces: it would rewrite the JSON text (" ," -> ",").
         text = self.tokenizer.decode(tokens, clean_up_tokenization_spaces=False)
-        if cut_short:
-            error = f"cut short: max_new_tokens ({len(tokens)}) ran out before the call was complete"
+        if stopped is not None:
+            error = (f"cut short: max_new_tokens ({len(tokens)}) ran out before the call was complete"
+                     if stopped == "budget" else f"cut short: the text went round in a loop (its last "
+                     f"{self.loop_tokens} tokens one span repeated) after {len(tokens)} tokens")
             return Candidate(text=text, parsed=None, logprob=logprob, tokens=len(tokens), error=error)
         try:
             # strict=False: the grammar lets raw control characters such as tabs into
