@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -88,6 +89,39 @@ async def test_a_rolled_back_transaction_lets_the_lock_go(database, sqlite_sessi
     assert lock_is_free(database)
     async with sqlite_sessions() as session:
         assert await queries.event_exists(session, dedup_key="k1") is False
+
+
+async def test_a_connection_back_in_the_pool_after_a_commit_is_not_rolled_back_again(
+    sqlite_sessions, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with sqlite_sessions() as session:   # the connection made (SQLAlchemy rolls back a new one)
+        await queries.count_tasks(session)
+    rollbacks = []
+    real_rollback = aiosqlite.Connection.rollback
+
+    async def counted(self: aiosqlite.Connection) -> None:
+        rollbacks.append(self)
+        await real_rollback(self)
+
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+    for n in range(3):
+        async with sqlite_sessions.begin() as session:
+            await queries.insert_events(session, events=[event(f"e{n}", f"k{n}")])
+    assert rollbacks == []   # a round trip to the driver's thread each, saved
+
+
+async def test_a_transaction_left_open_below_the_store_is_rolled_back_when_its_connection_returns(
+    database, sqlite_sessions,
+) -> None:
+    engine = sqlite_sessions.kw["bind"]
+    async with engine.connect() as connection:   # the pool's only connection
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute("INSERT INTO events (id, dedup_key, source, kind, payload, created_at) "
+                             "VALUES ('raw', 'raw', 'user', 'task', '{}', '2026-11-27 00:00:00')")
+        assert driver.in_transaction
+    async with sqlite_sessions() as session:   # the same connection, its transaction gone
+        assert await queries.event_exists(session, dedup_key="raw") is False
+    assert not driver.in_transaction
 
 
 async def test_a_writer_waits_for_the_holder_and_goes_on_when_it_lets_go(database, sqlite_sessions):
