@@ -18,6 +18,7 @@ from hybrid_agent.config import Settings
 from hybrid_agent.models.llm import LLMError, load_llm
 from hybrid_agent.models.llm.quantize import Int8Linear, RowScaler, quantize
 from hybrid_agent.models.llm.transformers_backend import (
+    PREFIX_TOKENS,
     SEPARATORS,
     UNBOUNDED_BUDGET,
     TransformersLLM,
@@ -219,6 +220,20 @@ def test_a_call_does_not_depend_on_what_was_cached_before(tiny_dir: Path, k: int
     assert again.info["reused_prompt_tokens"] == again.prompt_tokens
     expected = fresh.propose(chat(TASKS[0]), call_schema(), k=k).candidates
     assert first.candidates == expected and again.candidates == expected
+
+
+def test_tasks_whose_system_messages_only_begin_alike_share_the_prefix_and_not_the_results(tiny_dir: Path) -> None:
+    # As the agent's prompts do: the same instructions, then examples chosen by the goal.
+    instructions = SYSTEM + " Keep every call short; prefer the simplest tool that does the job." * 6
+    def task(examples: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": f"{instructions}\nExamples: {examples}"},
+                {"role": "user", "content": TASKS[0]}]
+
+    fresh, used = TransformersLLM(tiny_dir), TransformersLLM(tiny_dir)
+    assert used.propose(task("list_dir {path: .}"), call_schema(), k=1).info["reused_prompt_tokens"] == 0
+    other = used.propose(task("read_file {path: a.txt}"), call_schema(), k=1)
+    assert other.info["reused_prompt_tokens"] == PREFIX_TOKENS
+    assert other.candidates == fresh.propose(task("read_file {path: a.txt}"), call_schema(), k=1).candidates
 
 
 # --- the next best call -----------------------------------------------------------------

@@ -5,8 +5,9 @@ The decode loop is our own rather than ``model.generate``: the prompt is prefill
 its KV cache copied K times (generate prefills it K times: 8 s instead of 0.8 s here for K=8
 and a 550-token prompt), finished candidates leave the batch, a stop token that the grammar
 forces costs no forward pass, and sampling draws from a private seeded generator instead of
-torch's global one. The KV caches of recent prompts and of their system message are kept
-for the next call (a task's next step, a resample of the same step), in caches that append
+torch's global one. The KV caches of recent prompts, of their system message and of the
+first tokens all prompts share are kept for the next call (a resample of the same step, a
+task's next step, another task), in caches that append
 in place (kv_cache.py), and greedy decoding checks drafts copied from the prompt several
 tokens per forward pass."""
 
@@ -41,7 +42,13 @@ UNBOUNDED_BUDGET = 1024  # tokens, for a schema with an unbounded string, number
 DRAFT_TOKENS = 8
 DRAFT_NGRAM = 3          # the longest tail of the text looked up in the prompt for a draft
 BRANCHES = 3             # runner-up choices tried for a next-best call before giving up
-PROMPT_CACHE_ENTRIES = 4  # two steps' system messages and whole prompts
+PROMPT_CACHE_ENTRIES = 6  # the shared prefix, two steps' system messages and whole prompts
+# Every prompt's first PREFIX_TOKENS tokens are prefilled as a chunk of their own and kept:
+# the agent's system messages differ by goal (the examples shown) but begin with the same
+# instructions (about 195 tokens), so a new task's first step reuses them too. A fixed
+# position, not a shared length found by comparison: chunks that depend on the prompt only
+# keep a call independent of what was cached before.
+PREFIX_TOKENS = 128
 # A text whose last LOOP_TOKENS tokens are one span of at most LOOP_PERIOD tokens over and
 # over is in a loop (the default model's "This is a note. This is a note. ..." until the
 # budget ran out: 192 tokens, 2-3 s, for a call that was cut short anyway).
@@ -314,9 +321,10 @@ class TransformersLLM:
 
     def _prefill(self, prompt: torch.Tensor, head: int) -> tuple[DynamicCache, torch.Tensor, dict[str, Any]]:
         """The KV cache and next-token logits of ``prompt``, reusing the cached ones of the
-        whole prompt (a resample of the same step) or of its first ``head`` tokens (the
-        next step of a task). The head is always computed as its own chunk, cached or not,
-        so the result depends on the prompt only, never on what was cached before."""
+        whole prompt (a resample of the same step), else of its first ``head`` tokens (the
+        next step of a task), else of its first ``PREFIX_TOKENS`` (another task). Those
+        prefixes are always computed as chunks of their own, cached or not, so the result
+        depends on the prompt only, never on what was cached before."""
         started = time.perf_counter()
         ids = prompt[0].tolist()
         whole = self._prompts.get(tuple(ids))
@@ -324,13 +332,19 @@ class TransformersLLM:
             cache, logits = whole
             reused = len(ids)
         else:
-            cached = self._prompts.get(tuple(ids[:head])) if head else None
-            reused = head if cached is not None else 0
-            cache = cached[0] if cached is not None else growing_cache(self.model.config)
-            if head and cached is None:
-                self._forward(prompt[:, :head], cache)
-                self._prompts.put(tuple(ids[:head]), cache, None)
-            logits = self._forward(prompt[:, head:], cache)[:, -1]
+            bounds = sorted({b for b in (PREFIX_TOKENS, head) if 0 < b < len(ids)})
+            cache, reused = growing_cache(self.model.config), 0
+            for bound in reversed(bounds):
+                cached = self._prompts.get(tuple(ids[:bound]))
+                if cached is not None:
+                    cache, reused = cached[0], bound
+                    break
+            start = reused
+            for bound in (b for b in bounds if b > reused):
+                self._forward(prompt[:, start:bound], cache)
+                self._prompts.put(tuple(ids[:bound]), cache, None)
+                start = bound
+            logits = self._forward(prompt[:, start:], cache)[:, -1]
             self._prompts.put(tuple(ids), cache, logits)
         info = {"prefill_seconds": time.perf_counter() - started, "reused_prompt_tokens": reused}
         return cache, logits, info
