@@ -42,8 +42,7 @@ def _transformers(argument: str, options: _Options) -> LLM:
     from .transformers_backend import TransformersLLM
 
     kwargs = {"seed": options.seed, "max_new_tokens": options.max_new_tokens, "temperature": options.temperature,
-              "adapter": options.adapter, "quantize": options.quantize,
-              **({"loop_tokens": options.loop_tokens} if options.loop_tokens is not None else {})}
+              "adapter": options.adapter, "quantize": options.quantize, "loop_tokens": options.loop_tokens}
     if argument == "default":
         return TransformersLLM.default(options.cache_dir, **kwargs)
     return TransformersLLM(Path(argument), **kwargs)

@@ -34,18 +34,17 @@ class GrowingLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         held, new = self.get_seq_length(), key_states.shape[-2]
         if self._buffers is None or self._buffers[0].shape[-2] < held + new:
-            self._grow(key_states, value_states, held + new)
+            self._grow(key_states, value_states, held=held, needed=held + new)
         keys, values = self._buffers   # type: ignore[misc]
         keys[..., held : held + new, :].copy_(key_states)
         values[..., held : held + new, :].copy_(value_states)
         self.keys, self.values = keys[..., : held + new, :], values[..., : held + new, :]
         return self.keys, self.values
 
-    def _grow(self, key_states: torch.Tensor, value_states: torch.Tensor, needed: int) -> None:
-        """New buffers for at least ``needed`` positions, holding what is cached now."""
+    def _grow(self, key_states: torch.Tensor, value_states: torch.Tensor, *, held: int, needed: int) -> None:
+        """New buffers for at least ``needed`` positions, holding the ``held`` cached now."""
         old = self._buffers[0].shape[-2] if self._buffers is not None else 0
         capacity = max(needed + SPARE_TOKENS, 2 * old)
-        held = self.get_seq_length()
         buffers = []
         for cached, states in ((self.keys, key_states), (self.values, value_states)):
             buffer = states.new_empty(*states.shape[:-2], capacity, states.shape[-1])

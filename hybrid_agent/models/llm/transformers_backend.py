@@ -132,12 +132,12 @@ def lookup_draft(tokens: list[int], size: int, *, ngram: int = DRAFT_NGRAM) -> l
     return []
 
 
-def repeating(tokens: Sequence[int], *, window: int = LOOP_TOKENS, period: int = LOOP_PERIOD) -> bool:
+def repeating(tokens: list[int], *, window: int = LOOP_TOKENS, period: int = LOOP_PERIOD) -> bool:
     """Whether ``tokens`` end in a loop: their last ``window`` tokens equal the ``window``
     before them shifted by some p <= ``period`` (the same p-token span, over and over)."""
-    tail = list(tokens[-window:])
+    tail = tokens[-window:]
     return len(tokens) > window and any(
-        list(tokens[-window - p : -p]) == tail for p in range(1, min(period, len(tokens) - window) + 1))
+        tokens[-window - p : -p] == tail for p in range(1, min(period, len(tokens) - window) + 1))
 
 
 _Saved = tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None]  # per-layer keys and values; logits
@@ -209,7 +209,7 @@ class TransformersLLM:
         temperature: float = 0.8,
         max_new_tokens: int | None = None,
         draft_tokens: int = DRAFT_TOKENS,
-        loop_tokens: int = LOOP_TOKENS,
+        loop_tokens: int | None = None,
         adapter: Path | None = None,
         quantize: str = "none",
     ) -> None:
@@ -220,7 +220,8 @@ class TransformersLLM:
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens  # None: sized from each schema
         self.draft_tokens = draft_tokens  # 0: greedy decoding one token per pass
-        self.loop_tokens = loop_tokens    # 0: a call in a loop runs on to max_new_tokens
+        # None: LOOP_TOKENS; 0: a call in a loop runs on to max_new_tokens
+        self.loop_tokens = LOOP_TOKENS if loop_tokens is None else loop_tokens
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
         self._lock = threading.Lock()  # one decode at a time: the generator is shared state
