@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
 from hybrid_agent.agents.loop import LOOK_OR_FINISH, AgentExit, AgentLoop, AgentState, Limits, StepRecord
@@ -176,23 +177,31 @@ def run_goal(llm: TransformersLLM, setup: _Setup, goal: BenchGoal, *, k: int, st
 
 
 def run_step_benchmark(llm: TransformersLLM, settings: Settings, *, goals: list[BenchGoal] | None = None,
-                       steps: int = 3) -> StepBenchResult:
+                       steps: int = 3, progress: bool = True) -> StepBenchResult:
     """Every goal at each K in ``KS`` for up to ``steps`` steps, after an untimed warm-up,
-    with the hybrid parts of ``settings.ablation``."""
+    with the hybrid parts of ``settings.ablation``; a progress bar on stderr unless not ``progress``."""
     goals = goals or GOALS
     hybrid = load_hybrid(settings.ablation, hrm_checkpoint=settings.hrm_checkpoint, ebm_checkpoint=settings.ebm_checkpoint)
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
                            limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
     setup = _Setup(settings, hybrid, load_policy(settings.policy),
                    load_tpc(settings.tpc_checkpoint) if settings.tpc else None, sandbox)
-    warm_up = build_messages(PromptParts(WARM_UP.goal, "", []))
-    for tools in TOOL_SETS:  # each grammar compiles once per process
-        llm.propose(warm_up, call_schema(tools), 1)
-    for k in KS:
-        run_goal(llm, setup, WARM_UP, k=k, steps=steps)
-    # All goals at one K, then at the next: a goal's K = 4 run finds its K = 1 run's prompts
-    # evicted from the backend's prompt cache (with three goals or more), as another task's would be.
-    timed = [t for k in KS for goal in goals for t in run_goal(llm, setup, goal, k=k, steps=steps)]
+    runs = [(k, goal) for k in KS for goal in goals]
+    with tqdm(total=len(runs) + 1, desc="bench step", unit="goal", disable=not progress) as bar:
+        bar.set_postfix_str("warm-up")
+        warm_up = build_messages(PromptParts(WARM_UP.goal, "", []))
+        for tools in TOOL_SETS:  # each grammar compiles once per process
+            llm.propose(warm_up, call_schema(tools), 1)
+        for k in KS:
+            run_goal(llm, setup, WARM_UP, k=k, steps=steps)
+        bar.update()
+        # All goals at one K, then at the next: a goal's K = 4 run finds its K = 1 run's prompts
+        # evicted from the backend's prompt cache (with three goals or more), as another task's would be.
+        timed = []
+        for k, goal in runs:
+            bar.set_postfix_str(f"K={k}")
+            timed += run_goal(llm, setup, goal, k=k, steps=steps)
+            bar.update()
     return StepBenchResult(timed, {**summarize(timed, hybrid, steps=steps), "llm": llm.name})
 
 

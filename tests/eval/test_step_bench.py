@@ -18,9 +18,11 @@ SHIPPED_ADAPTER = Path(__file__).parents[2] / "adapters" / "sft"
 TIMES = ("raw_s", "k1_s", "k4_s", "p95_step_s", "ratio")
 
 
-def test_two_goals_through_the_whole_step_and_raw_generation(tmp_path: Path) -> None:
+def test_two_goals_through_the_whole_step_and_raw_generation(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     settings = Settings(data_dir=tmp_path / "data", model_cache=CACHE)
     result = run_step_benchmark(load_bench_llm(settings), settings, goals=GOALS[:2], steps=2)
+    progress = capfd.readouterr().err
+    assert "bench step" in progress and f"{1 + 2 * len(KS)}/{1 + 2 * len(KS)}" in progress   # warm-up, goals x K
 
     summary = json.loads(json.dumps(result.summary))  # what the last line prints
     assert set(TIMES) | {"ablation", "steps", "load_avg"} <= set(summary)

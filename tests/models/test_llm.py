@@ -425,6 +425,18 @@ def test_fp16_weights_give_the_default_models_calls(smollm2: TransformersLLM, sm
 
 
 @pytest.mark.llm
+def test_the_lean_forward_gives_the_default_models_calls_and_samples(smollm2_dir: Path) -> None:
+    lean, plain = (TransformersLLM(smollm2_dir, quantize="fp16", max_new_tokens=64, lean_forward=lean)
+                   for lean in (True, False))
+    assert lean._decoder is not None and plain._decoder is None
+    for task in SAMPLED_TASKS[:4]:
+        for k in (1, 3):
+            ours, theirs = (llm.propose(chat(task), call_schema(), k=k).candidates for llm in (lean, plain))
+            assert [(c.text, c.error) for c in ours] == [(c.text, c.error) for c in theirs], task
+            assert [c.logprob for c in ours] == pytest.approx([c.logprob for c in theirs], abs=1e-3)
+
+
+@pytest.mark.llm
 def test_int8_weights_keep_the_default_models_calls_valid(smollm2: TransformersLLM, smollm2_dir: Path) -> None:
     int8 = TransformersLLM(smollm2_dir, quantize="int8", max_new_tokens=smollm2.max_new_tokens)
     same_tool = 0

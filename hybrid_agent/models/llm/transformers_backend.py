@@ -33,6 +33,7 @@ from .adapter import AdapterError, load_adapter
 from .quantize import quantize as quantize_weights
 from .gguf_weights import convert_gguf, default_gguf
 from .kv_cache import growing_cache
+from .llama_decoder import LlamaDecoder, unsupported
 from .base import Candidate, LLMError, Proposal, new_candidates
 
 SEPARATORS = (",", ":")  # compact, as ToolCall.compact() writes calls
@@ -212,9 +213,11 @@ class TransformersLLM:
         loop_tokens: int | None = None,
         adapter: Path | None = None,
         quantize: str = "none",
+        lean_forward: bool = True,
     ) -> None:
         # ``adapter``: a LoRA adapter directory (sft.py), merged into the weights at load;
-        # ``quantize``: the linear weights' type (quantize.py: none, fp16, int8), after the merge.
+        # ``quantize``: the linear weights' type (quantize.py: none, fp16, int8), after the merge;
+        # ``lean_forward``: passes through ``LlamaDecoder`` where the model is one it runs.
         self.name = ((name or f"transformers:{model_dir}") + (f"+lora:{adapter}" if adapter else "")
                      + (f"+{quantize}" if quantize != "none" else ""))
         self.temperature = temperature
@@ -230,7 +233,11 @@ class TransformersLLM:
             self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
             if adapter is not None:
                 self.model = load_adapter(self.model, adapter)
+            # Built from the float weights, then quantized as the model's are.
+            self._decoder = LlamaDecoder(self.model) if lean_forward and not unsupported(self.model) else None
             self.model = quantize_weights(self.model, quantize)
+            if self._decoder is not None:
+                quantize_weights(self._decoder, quantize)
             tokenizer_info = xgr.TokenizerInfo.from_huggingface(
                 self.tokenizer,
                 vocab_size=self.model.config.vocab_size,
@@ -353,6 +360,8 @@ class TransformersLLM:
     def _forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 1) -> torch.Tensor:
         """Logits (batch, keep, vocab) of the input's last ``keep`` positions. Asking the
         model for those only (``logits_to_keep``) spares a prefill's (prompt x vocab) matrix."""
+        if self._decoder is not None:
+            return self._decoder(input_ids, cache, keep)
         kwargs = {self._cache_kwarg: cache, **({"logits_to_keep": keep} if self._keeps_logits else {})}
         out = self.model(input_ids=input_ids, use_cache=True, **kwargs)
         return out.logits[:, -keep:, :].float()
