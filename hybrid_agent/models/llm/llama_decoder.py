@@ -6,8 +6,9 @@ passes of decoding that machinery is a good part of the time on a CPU, as are th
 matrix products of each layer, each a call into the kernel library with its own fixed
 cost. ``LlamaDecoder`` runs the same modules in plain code and fuses the projections that
 read the same input: q, k and v into one linear, gate and up into another, four products a
-layer instead of seven. Measured here with the default model in fp16 at a 400-token
-context: 63 -> 49 ms a token, and 77 -> 62 ms for a batch of four.
+layer instead of seven. The default model in fp16 at a 400-token context, on a 2-core
+AVX2 machine: 65 -> 52 ms a token, 78 -> 64 ms for a batch of four
+(``benchmarks/decode_forward.py``).
 
 The numbers are transformers' own: its embedding, rotary embedding, norms, o and down
 projections and head are used as they are (quantized with the model), attention is SDPA
