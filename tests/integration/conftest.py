@@ -28,8 +28,10 @@ MODEL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
 @pytest.fixture(scope="session")
 def default_llm() -> LLM:
     defaults = Settings()
-    return load_llm(defaults.llm, cache_dir=MODEL_CACHE, max_new_tokens=defaults.llm_max_new_tokens,
-                    temperature=defaults.llm_temperature)
+    # As the agent loads it (assembly.build_loop): the default weights are fp16.
+    return load_llm(defaults.llm, cache_dir=MODEL_CACHE, seed=defaults.seed, max_new_tokens=defaults.llm_max_new_tokens,
+                    temperature=defaults.llm_temperature, quantize=defaults.llm_quantize,
+                    loop_tokens=defaults.llm_loop_tokens)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from hybrid_agent.agents.prompt import PromptParts, StepView, build_messages
 from hybrid_agent.config import Settings
-from hybrid_agent.models.llm import LLMError, load_llm
+from hybrid_agent.models.llm import Candidate, LLMError, load_llm
 from hybrid_agent.models.llm.quantize import Int8Linear, RowScaler, quantize
 from hybrid_agent.models.llm.transformers_backend import (
     PREFIX_TOKENS,
@@ -101,6 +101,17 @@ def tiny(tiny_dir: Path) -> TransformersLLM:
 @pytest.fixture(scope="session")
 def smollm2() -> TransformersLLM:
     llm = load_llm("transformers:default", cache_dir=CACHE, seed=7, max_new_tokens=Settings().llm_max_new_tokens)
+    assert isinstance(llm, TransformersLLM)
+    return llm
+
+
+@pytest.fixture(scope="session")
+def smollm2_fp16() -> TransformersLLM:
+    """The default model as the agent runs it by default (``HA_LLM_QUANTIZE=fp16``)."""
+    settings = Settings()
+    assert settings.llm_quantize == "fp16"
+    llm = load_llm("transformers:default", cache_dir=CACHE, seed=7, max_new_tokens=settings.llm_max_new_tokens,
+                   quantize=settings.llm_quantize)
     assert isinstance(llm, TransformersLLM)
     return llm
 
@@ -331,10 +342,10 @@ SAMPLED_TASKS = [*TASKS,
 
 
 @pytest.mark.llm
-def test_two_hundred_sampled_calls_are_valid_or_cut_short_never_malformed(smollm2: TransformersLLM) -> None:
+def test_two_hundred_sampled_calls_are_valid_or_cut_short_never_malformed(smollm2_fp16: TransformersLLM) -> None:
     outcomes = []
     for task in SAMPLED_TASKS:
-        for candidate in smollm2.propose(chat(task), call_schema(), k=20).candidates:
+        for candidate in smollm2_fp16.propose(chat(task), call_schema(), k=20).candidates:
             outcomes.append(_outcome(candidate))
     assert len(outcomes) == 200
     # cmd and content are unbounded while decoding (see tool_schema): a long one may run
@@ -414,22 +425,30 @@ def test_drafts_leave_the_default_models_calls_unchanged_in_fewer_passes(
     assert passes < tokens * 0.75, (passes, tokens)  # the examples' call syntax is copied in runs
 
 
+@pytest.fixture(scope="module")
+def float32_calls(smollm2: TransformersLLM) -> list[Candidate]:
+    """The float32 model's greedy call for each of ``SAMPLED_TASKS`` (decoded once: float32 is slow)."""
+    return [smollm2.propose(chat(task), call_schema(), k=1).candidates[0] for task in SAMPLED_TASKS]
+
+
 @pytest.mark.llm
-def test_fp16_weights_give_the_default_models_calls(smollm2: TransformersLLM, smollm2_dir: Path) -> None:
-    fp16 = TransformersLLM(smollm2_dir, quantize="fp16", max_new_tokens=smollm2.max_new_tokens)
-    texts = [(smollm2.propose(chat(task), call_schema(), k=1).candidates[0].text,
-              fp16.propose(chat(task), call_schema(), k=1).candidates[0].text) for task in SAMPLED_TASKS]
+def test_fp16_weights_give_the_default_models_calls(float32_calls: list[Candidate],
+                                                    smollm2_fp16: TransformersLLM) -> None:
+    texts = [(full.text, smollm2_fp16.propose(chat(task), call_schema(), k=1).candidates[0].text)
+             for task, full in zip(SAMPLED_TASKS, float32_calls)]
     same = sum(a == b for a, b in texts)
     print(f"fp16 gave the float32 call on {same} of {len(texts)} tasks")
     assert same == len(texts), texts
 
 
 @pytest.mark.llm
-def test_the_lean_forward_gives_the_default_models_calls_and_samples(smollm2_dir: Path) -> None:
-    lean, plain = (TransformersLLM(smollm2_dir, quantize="fp16", max_new_tokens=64, lean_forward=lean)
-                   for lean in (True, False))
+def test_the_lean_forward_gives_the_default_models_calls_and_samples(smollm2_fp16: TransformersLLM,
+                                                                     smollm2_dir: Path) -> None:
+    lean = smollm2_fp16
+    plain = TransformersLLM(smollm2_dir, quantize="fp16", seed=lean.seed, temperature=lean.temperature,
+                            max_new_tokens=lean.max_new_tokens, lean_forward=False)
     assert lean._decoder is not None and plain._decoder is None
-    for task in SAMPLED_TASKS[:4]:
+    for task in SAMPLED_TASKS[:3]:
         for k in (1, 3):
             ours, theirs = (llm.propose(chat(task), call_schema(), k=k).candidates for llm in (lean, plain))
             assert [(c.text, c.error) for c in ours] == [(c.text, c.error) for c in theirs], task
@@ -437,13 +456,13 @@ def test_the_lean_forward_gives_the_default_models_calls_and_samples(smollm2_dir
 
 
 @pytest.mark.llm
-def test_int8_weights_keep_the_default_models_calls_valid(smollm2: TransformersLLM, smollm2_dir: Path) -> None:
+def test_int8_weights_keep_the_default_models_calls_valid(float32_calls: list[Candidate], smollm2: TransformersLLM,
+                                                          smollm2_dir: Path) -> None:
     int8 = TransformersLLM(smollm2_dir, quantize="int8", max_new_tokens=smollm2.max_new_tokens)
     same_tool = 0
-    for task in SAMPLED_TASKS:
+    for task, full in zip(SAMPLED_TASKS, float32_calls):
         (call,) = int8.propose(chat(task), call_schema(), k=1).candidates
         assert int8.propose(chat(task), call_schema(), k=1).candidates == [call]   # cached now: still the same
         validate_call(call.parsed)
-        (full,) = smollm2.propose(chat(task), call_schema(), k=1).candidates
         same_tool += full.parsed is not None and full.parsed["tool"] == call.parsed["tool"]
     print(f"int8 picked the float32 call's tool on {same_tool} of {len(SAMPLED_TASKS)} tasks")
