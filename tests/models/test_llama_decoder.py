@@ -62,9 +62,11 @@ def test_only_the_fused_projections_are_the_decoders_own_weights() -> None:
     layer = model.model.layers[0]
     names = {name for name, _ in decoder.named_parameters()}
     assert names == {f"fused.{i}.{part}.weight" for i in range(2) for part in ("qkv", "gate_up")}
-    q, k, v = decoder.fused[0].qkv.weight.split([48, 16, 16])
-    assert torch.equal(q, layer.self_attn.q_proj.weight) and torch.equal(v, layer.self_attn.v_proj.weight)
-    assert torch.equal(k, layer.self_attn.k_proj.weight)
+    attention = layer.self_attn
+    q, k, v = decoder.fused[0].qkv.weight.split([attention.q_proj.out_features, attention.k_proj.out_features,
+                                                 attention.v_proj.out_features])
+    assert torch.equal(q, attention.q_proj.weight) and torch.equal(v, attention.v_proj.weight)
+    assert torch.equal(k, attention.k_proj.weight)
 
 
 def test_other_models_are_left_to_transformers_forward() -> None:
