@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
+from hybrid_agent.store.inline_sqlite import connect_inline
 from hybrid_agent.store.sqlite_write_lock import queue_writers
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -49,12 +50,17 @@ def _rollback_if_open(dbapi_connection, record: ConnectionPoolEntry, state: Pool
         dbapi_connection.rollback()
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, inline: bool = True) -> AsyncEngine:
+    """An engine for ``url``. SQLite's statements run on the event loop's own thread
+    (``inline_sqlite``): no hand-offs to a driver thread while a transaction holds the write
+    lock; ``inline=False`` keeps aiosqlite's thread (``benchmarks/store_transaction.py``'s
+    baseline)."""
     url = async_url(url)
     if url.startswith("sqlite"):
         # One connection per process: SQLite has one writer at a time, and writers that
         # contend through its busy handler sleep for milliseconds; queueing in the pool doesn't.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None,
+                                     connect_args={"async_creator_fn": connect_inline} if inline else {})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "reset", _rollback_if_open)
         if database := sqlite_file(url):
