@@ -1,7 +1,8 @@
 """The agent-step benchmark: the whole step (observe, plan with the HRM and the scheduler,
 constrained decoding, schema, preflight and policy checks, EBM rerank, act through the
 sandbox, verify) against raw ``model.generate`` of as many tokens from the same prompt on
-the same model object.
+a second copy of the same model (``TransformersLLM.plain_model``: loaded, merged and
+quantized alike, but whole, where the backend's runs through its lean decoder).
 
 Each goal runs in a fresh temporary workspace, once at K = 1 and once at K = 4 (forced by
 ``Limits(k=K, max_k=K)``), for up to ``steps`` steps or until the agent exits; the journal
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+from transformers import PreTrainedModel
 
 from hybrid_agent.agents.hybrid import Hybrid, load_hybrid
 from hybrid_agent.agents.loop import LOOK_OR_FINISH, AgentExit, AgentLoop, AgentState, Limits, StepRecord
@@ -111,6 +113,7 @@ class _Setup:
     policy: Policy
     classifier: CallClassifier | None
     sandbox: Sandbox
+    raw_model: PreTrainedModel   # the raw baseline's: the backend's own copy runs through its lean decoder
 
 
 def load_bench_llm(settings: Settings) -> TransformersLLM:
@@ -126,13 +129,14 @@ def load_bench_llm(settings: Settings) -> TransformersLLM:
     return llm
 
 
-def raw_generate_seconds(llm: TransformersLLM, messages: list[dict[str, str]], tokens: int) -> float:
-    """Seconds for greedy ``model.generate`` of exactly ``tokens`` new tokens from the
-    prompt ``propose`` would build for ``messages``."""
+def raw_generate_seconds(llm: TransformersLLM, raw_model: PreTrainedModel, messages: list[dict[str, str]],
+                         tokens: int) -> float:
+    """Seconds for greedy ``raw_model.generate`` (``llm.plain_model()``) of exactly ``tokens``
+    new tokens from the prompt ``propose`` would build for ``messages``."""
     ids = llm.prompt_ids(messages)
     with torch.inference_mode():
         started = time.perf_counter()
-        llm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, min_new_tokens=tokens,
+        raw_model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, min_new_tokens=tokens,
                            max_new_tokens=tokens, pad_token_id=llm.tokenizer.eos_token_id)
         return time.perf_counter() - started
 
@@ -167,7 +171,7 @@ def run_goal(llm: TransformersLLM, setup: _Setup, goal: BenchGoal, *, k: int, st
             if recorder.first is not None:
                 messages, proposal = recorder.first
                 tokens = proposal.candidates[0].tokens
-                raw = raw_generate_seconds(llm, messages, max(tokens, 1)) if k == 1 else None
+                raw = raw_generate_seconds(llm, setup.raw_model, messages, max(tokens, 1)) if k == 1 else None
             record = records[-1]  # the step journals before it verifies (and may exit)
             timings.append(StepTiming(goal.goal, k, n, seconds, tokens, raw, record.tool_call,
                                       None if record.ok else record.observation[:300]))
@@ -185,7 +189,7 @@ def run_step_benchmark(llm: TransformersLLM, settings: Settings, *, goals: list[
     sandbox = make_sandbox(settings.sandbox, max_output_chars=settings.max_output_chars,
                            limits=SandboxLimits.from_settings(settings), require_bwrap=settings.require_bwrap)
     setup = _Setup(settings, hybrid, load_policy(settings.policy),
-                   load_tpc(settings.tpc_checkpoint) if settings.tpc else None, sandbox)
+                   load_tpc(settings.tpc_checkpoint) if settings.tpc else None, sandbox, llm.plain_model())
     runs = [(k, goal) for k in KS for goal in goals]
     with tqdm(total=len(runs) + 1, desc="bench step", unit="goal", disable=not progress) as bar:
         bar.set_postfix_str("warm-up")

@@ -1,5 +1,6 @@
 """The lean Llama forward pass: transformers' numbers for prefill, decoding, drafts after a
-crop and batches, quantized or not, with the projections fused; other models left alone."""
+crop and batches, quantized or not, with the projections fused (and the originals dropped
+from the model: its own forward then fails and says why); other models left alone."""
 
 from __future__ import annotations
 
@@ -67,6 +68,25 @@ def test_only_the_fused_projections_are_the_decoders_own_weights() -> None:
                                                  attention.v_proj.out_features])
     assert torch.equal(q, attention.q_proj.weight) and torch.equal(v, attention.v_proj.weight)
     assert torch.equal(k, attention.k_proj.weight)
+
+
+@pytest.mark.parametrize("kind", ["none", "fp16"])
+def test_with_the_originals_dropped_the_decoder_gives_the_same_logits_and_the_model_says_why_it_cannot_run(
+        kind: str) -> None:
+    whole, model = llama(), llama()
+    decoder = LlamaDecoder(model)
+    before = sum(p.numel() for p in model.parameters())
+    decoder.drop_originals()
+    projections = sum(f.qkv.weight.numel() + f.gate_up.weight.numel() for f in decoder.fused)
+    assert sum(p.numel() for p in model.parameters()) == before - projections
+    for part in (whole, model, decoder):
+        quantize(part, kind)
+    ids = torch.randint(0, VOCAB, (1, 12))
+    with torch.inference_mode():
+        theirs = transformers_logits(whole, ids, growing_cache(whole.config), 2)
+        torch.testing.assert_close(decoder(ids, growing_cache(model.config), 2), theirs, rtol=0, atol=1e-4)
+        with pytest.raises(RuntimeError, match="q_proj was fused into LlamaDecoder"):
+            model(input_ids=ids)
 
 
 def test_other_models_are_left_to_transformers_forward() -> None:

@@ -235,8 +235,8 @@ def test_the_backend_loads_the_adapter_and_says_so(trained: tuple[Path, SFTRepor
     assert llm.name == f"transformers:{tiny_dir}+lora:{out}"
     assert type(llm.model) is LlamaForCausalLM
     base = tiny(tiny_dir)
-    q_proj = [m.model.layers[0].self_attn.q_proj.weight for m in (llm.model, base)]
-    assert not torch.equal(*q_proj)
+    o_proj = [m.model.layers[0].self_attn.o_proj.weight for m in (llm.model, base)]   # a LoRA target
+    assert not torch.equal(*o_proj)
     # Greedy decoding (prompt cache, drafts) and sampling run on the merged model; a model
     # this small may ramble past the budget, but never writes a malformed call.
     tools = frozenset({"read_file", "list_dir", "finish"})

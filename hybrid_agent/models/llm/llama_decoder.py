@@ -12,10 +12,9 @@ AVX2 machine: 65 -> 52 ms a token, 78 -> 64 ms for a batch of four
 
 The numbers are transformers' own: its embedding, rotary embedding, norms, o and down
 projections and head are used as they are (quantized with the model), attention is SDPA
-as in its default, and the fused weights are the originals' rows. The transformers model
-keeps its separate q, k, v, gate and up projections (``model.generate``, the benchmark's
-raw baseline, runs on them): the fused copies cost their size again (140 MB in fp16 for the
-default model)."""
+as in its default, and the fused weights are the originals' rows. ``drop_originals`` then
+takes the separate q, k, v, gate and up projections out of the transformers model (140 MB
+in fp16 for the default model), after which only the decoder runs it."""
 
 from __future__ import annotations
 
@@ -62,6 +61,18 @@ class FusedProjections(nn.Module):
         self.gate_up = _concat(mlp.gate_proj, mlp.up_proj)
 
 
+class FusedAway(nn.Module):
+    """Where a projection was before ``LlamaDecoder.drop_originals`` fused it away."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(f"{self.name} was fused into LlamaDecoder's projections: this model runs through "
+                           "the decoder only (load another copy for transformers' own forward or generate)")
+
+
 class LlamaDecoder(nn.Module):
     """``forward(input_ids, cache, keep)``: the logits of the last ``keep`` positions, the
     new positions' keys and values appended to ``cache``, as the model's own forward with
@@ -78,6 +89,14 @@ class LlamaDecoder(nn.Module):
         self.intermediate = config.intermediate_size
         self.fused = nn.ModuleList(FusedProjections(layer) for layer in model.model.layers)
         self._model = (model,)   # not a submodule: its modules are quantized with it, not here
+
+    def drop_originals(self) -> None:
+        """Take the model's q, k, v, gate and up projections out (the fused ones hold their
+        rows): the memory they held is freed, and the model's own forward fails, saying why."""
+        for layer in self._model[0].model.layers:
+            for parent, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj")), (layer.mlp, ("gate_proj", "up_proj"))):
+                for name in names:
+                    setattr(parent, name, FusedAway(name))
 
     def forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 1) -> torch.Tensor:
         model = self._model[0]

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 import xgrammar as xgr
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedConfig, PreTrainedModel
 
 from .adapter import AdapterError, load_adapter
 from .quantize import quantize as quantize_weights
@@ -230,11 +230,13 @@ class TransformersLLM:
         self._lock = threading.Lock()  # one decode at a time: the generator is shared state
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
-            if adapter is not None:
-                self.model = load_adapter(self.model, adapter)
-            # Built from the float weights, then quantized as the model's are.
+            self._loaded_from = (model_dir, adapter, quantize)
+            self.model = self._merged_model()
+            # Built from the float weights, then quantized as the model's are; the model keeps
+            # no second copy of the projections the decoder fused.
             self._decoder = LlamaDecoder(self.model) if lean_forward and not unsupported(self.model) else None
+            if self._decoder is not None:
+                self._decoder.drop_originals()
             self.model = quantize_weights(self.model, quantize)
             if self._decoder is not None:
                 quantize_weights(self._decoder, quantize)
@@ -258,6 +260,18 @@ class TransformersLLM:
         self._keeps_logits = "logits_to_keep" in parameters
         self._prompts = _PromptCache(self.model.config, PROMPT_CACHE_ENTRIES)
         self._last_greedy: tuple[tuple[tuple[int, ...], str, int], _Path] | None = None
+
+    def _merged_model(self) -> PreTrainedModel:
+        model_dir, adapter, _ = self._loaded_from
+        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+        return model if adapter is None else load_adapter(model, adapter)
+
+    def plain_model(self) -> PreTrainedModel:
+        """Another copy of this backend's model, loaded the same way (adapter merged, weights
+        quantized) but whole, for transformers' own forward and ``generate`` (the step
+        benchmark's raw baseline): this backend's copy has its q, k, v, gate and up
+        projections fused into the lean decoder."""
+        return quantize_weights(self._merged_model(), self._loaded_from[2])
 
     @classmethod
     def default(cls, cache_dir: Path, **kwargs: Any) -> TransformersLLM:
