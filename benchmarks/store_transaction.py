@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from hybrid_agent.store import queries
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
 from hybrid_agent.store.tables import utcnow
@@ -49,18 +51,18 @@ def step(task_id: str) -> dict:
             "candidates": [], "prompt_tokens": 0, "timings": {}, "started_at": utcnow(), "duration_s": 0.001}
 
 
-async def a_round(sessions, prefix: str, times: list[tuple[float, float]]) -> None:  # type: ignore[no-untyped-def]
+async def a_round(sessions: async_sessionmaker[AsyncSession], prefix: str, times: list[tuple[float, float]]) -> None:
     events, tasks = rows(prefix, args.batch)
     ids = [task["id"] for task in tasks]
 
-    async def insert(session) -> None:  # type: ignore[no-untyped-def]
+    async def insert(session: AsyncSession) -> None:
         await queries.insert_events(session, events=events)
         await queries.insert_tasks(session, tasks=tasks)
 
-    async def start(session) -> None:  # type: ignore[no-untyped-def]
+    async def start(session: AsyncSession) -> None:
         await queries.start_tasks(session, workspaces={task_id: "/w" for task_id in ids}, isolation="rlimit")
 
-    async def finish(session) -> None:  # type: ignore[no-untyped-def]
+    async def finish(session: AsyncSession) -> None:
         await queries.add_steps(session, steps=[step(task_id) for task_id in ids])
         await queries.finish_tasks(session, finished=[{"id": task_id, "status": "succeeded", "error": None,
                                                        "result": {"success": True}} for task_id in ids])

@@ -26,6 +26,9 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 SUPPORTED_TYPES = ("llama",)
 ATTENTION = ("sdpa", "eager")   # transformers' implementations whose numbers SDPA reproduces
+# (a decoder layer's submodule, projection) that the fused linears replace
+FUSED_AWAY = (("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"), ("mlp", "gate_proj"),
+              ("mlp", "up_proj"))
 
 
 def unsupported(model: PreTrainedModel) -> str | None:
@@ -94,9 +97,8 @@ class LlamaDecoder(nn.Module):
         """Take the model's q, k, v, gate and up projections out (the fused ones hold their
         rows): the memory they held is freed, and the model's own forward fails, saying why."""
         for layer in self._model[0].model.layers:
-            for parent, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj")), (layer.mlp, ("gate_proj", "up_proj"))):
-                for name in names:
-                    setattr(parent, name, FusedAway(name))
+            for part, name in FUSED_AWAY:
+                setattr(getattr(layer, part), name, FusedAway(name))
 
     def forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 1) -> torch.Tensor:
         model = self._model[0]

@@ -230,7 +230,7 @@ class TransformersLLM:
         self._lock = threading.Lock()  # one decode at a time: the generator is shared state
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-            self._loaded_from = (model_dir, adapter, quantize)
+            self._model_dir, self._adapter, self._quantize = model_dir, adapter, quantize   # plain_model loads alike
             self.model = self._merged_model()
             # Built from the float weights, then quantized as the model's are; the model keeps
             # no second copy of the projections the decoder fused.
@@ -262,16 +262,15 @@ class TransformersLLM:
         self._last_greedy: tuple[tuple[tuple[int, ...], str, int], _Path] | None = None
 
     def _merged_model(self) -> PreTrainedModel:
-        model_dir, adapter, _ = self._loaded_from
-        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
-        return model if adapter is None else load_adapter(model, adapter)
+        model = AutoModelForCausalLM.from_pretrained(self._model_dir, local_files_only=True).eval()
+        return model if self._adapter is None else load_adapter(model, self._adapter)
 
     def plain_model(self) -> PreTrainedModel:
         """Another copy of this backend's model, loaded the same way (adapter merged, weights
         quantized) but whole, for transformers' own forward and ``generate`` (the step
         benchmark's raw baseline): this backend's copy has its q, k, v, gate and up
         projections fused into the lean decoder."""
-        return quantize_weights(self._merged_model(), self._loaded_from[2])
+        return quantize_weights(self._merged_model(), self._quantize)
 
     @classmethod
     def default(cls, cache_dir: Path, **kwargs: Any) -> TransformersLLM:
