@@ -13,6 +13,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from hybrid_agent.store.inline_sqlite import connect_inline
 from hybrid_agent.store.sqlite_write_lock import queue_writers
+from hybrid_agent.store.wal_checkpoint import CHECKPOINT_INTERVAL_S, checkpoint_beside_writers
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_S = 10.0   # the longest a SQLite writer waits for another to finish
@@ -51,11 +52,12 @@ def _rollback_if_open(dbapi_connection, record: ConnectionPoolEntry, state: Pool
         dbapi_connection.rollback()
 
 
-def make_engine(url: str, *, inline: bool = True) -> AsyncEngine:
+def make_engine(url: str, *, inline: bool = True, checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> AsyncEngine:
     """An engine for ``url``. SQLite's statements run on the event loop's own thread
     (``inline_sqlite``): no hand-offs to a driver thread while a transaction holds the write
     lock; ``inline=False`` keeps aiosqlite's thread (``benchmarks/store_transaction.py``'s
-    baseline)."""
+    baseline). A SQLite file's log is checkpointed by a thread every
+    ``checkpoint_interval_s``, not by the commits (``wal_checkpoint``)."""
     url = async_url(url)
     if url.startswith("sqlite"):
         # One connection per process: SQLite has one writer at a time, and writers that
@@ -66,6 +68,7 @@ def make_engine(url: str, *, inline: bool = True) -> AsyncEngine:
         event.listen(engine.sync_engine, "reset", _rollback_if_open)
         if database := sqlite_file(url):
             queue_writers(engine.sync_engine, database, timeout_s=BUSY_TIMEOUT_S)
+            checkpoint_beside_writers(engine.sync_engine, database, interval_s=checkpoint_interval_s)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
