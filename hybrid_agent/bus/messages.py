@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,7 +16,13 @@ QUEUE_PATTERN = r"^[a-z0-9_-]{1,40}$"
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A UUIDv7 in hex: milliseconds since the epoch, then 74 random bits. Time-ordered, so
+    the store's indexes on ids take new rows on their last pages instead of each on a page
+    of its own (a page written to SQLite's log per row per index)."""
+    milliseconds = time.time_ns() // 1_000_000   # 48 bits until the year 10889
+    random = int.from_bytes(os.urandom(10), "big")   # 80 bits, 74 of them kept
+    value = milliseconds << 80 | 0x7 << 76 | (random >> 68) << 64 | 0b10 << 62 | random & (1 << 62) - 1
+    return f"{value:032x}"
 
 
 class Event(BaseModel):
