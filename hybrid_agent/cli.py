@@ -220,7 +220,8 @@ def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool
                 jobs.append(runtime.run_outbox(configured, svc, stop))
             if "worker" in components:
                 jobs.append(runtime.run_worker(configured, svc, stop))
-            await runtime.run_until_stopped(stop, *jobs)
+            with runtime.startup_heap_frozen():
+                await runtime.run_until_stopped(stop, *jobs)
 
     with runtime.nats_for(settings) as configured:
         if embedded_ok and not settings.nats_url:
