@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import signal
@@ -54,6 +55,7 @@ GOAL_P99_MS = 50.0
 WORKER_LIMITS = ConsumerLimits(ack_wait_s=30.0, max_deliver=3)
 READY_TIMEOUT_S = 60.0   # the processes import, connect and subscribe (seconds on a busy 2-core box)
 STOP_GRACE_S = 15.0      # after SIGTERM; then the process group is killed
+WARM_UP_S = 2.0          # at the fixed rate, before it is measured: every batch size's statements compiled
 ORPHAN_POLL_S = 0.5      # a process whose parent died stops by itself
 POLL_S = 0.25            # how often the parent counts finished tasks
 REPORT_S = 5.0           # and says on stderr how far they got
@@ -364,6 +366,8 @@ async def _serve(role: str, name: str, nats_url: str, database_url: str, data_di
     def ready() -> None:
         (run_dir / f"ready-{name}").touch()
 
+    gc.collect()   # as the services do (runtime.freeze_startup_heap), which this module
+    gc.freeze()    # does not import: full collections walk only what is made from here on
     try:
         if role == "router":
             ready()   # the warm-up proves it routes
@@ -374,6 +378,7 @@ async def _serve(role: str, name: str, nats_url: str, database_url: str, data_di
                   open(run_dir / f"timings-{name}.tsv", "a") as timings):
                 await ToolLoopWorker(bus, sessions, settings, executions, timings).run(stop, ready)
     finally:
+        gc.unfreeze()
         watch.cancel()
         await bus.close()
         await engine.dispose()
@@ -592,7 +597,7 @@ async def _phases(bus: Bus, fleet: Fleet, counter: Progress, meter: CpuMeter, *,
     """A warm-up, then the two phases, each until its tasks finished; and whether every
     process was up to the end and exited 0 when told to stop."""
     counter.base = await counter.count()   # a PostgreSQL store may hold tasks already
-    warm = 10 * (len(fleet.names) - 1)
+    warm = max(10 * (len(fleet.names) - 1), int(rate * WARM_UP_S))
     progress(f"{len(fleet.names) - 1} workers and the router up; warm-up with {warm} events")
     await publish_paced(bus, "warm-up", warm, rate)
     await counter.until_done(warm, idle_s)
