@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=3, help="load: worker processes")
     bench.add_argument("--rate", type=float, default=500, help="load: events/s in the fixed-rate phase "
                                                                 "(--events in each phase)")
+    bench.add_argument("--scratch-dir", type=Path,
+                       help="load: where the run keeps its JetStream store, database and workspaces, in a "
+                            "temporary folder (default: the data dir, HA_DATA_DIR, where the agent keeps them)")
 
     token = command("token", cmd_token, "create an API token (printed once) or revoke a name's tokens")
     token.add_argument("action", choices=["create", "revoke"])
@@ -398,7 +401,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> None:
         _bench_snapshot(args, settings)
         return
     if args.which == "load":
-        _bench_load(args)
+        _bench_load(args, settings)
         return
     from hybrid_agent.eval.bus_bench import run_bus_benchmark
 
@@ -434,7 +437,7 @@ def _bench_snapshot(args: argparse.Namespace, settings: Settings) -> None:
     print(json.dumps(result.summary))
 
 
-def _bench_load(args: argparse.Namespace) -> None:
+def _bench_load(args: argparse.Namespace, settings: Settings) -> None:
     from hybrid_agent.eval.load_bench import LoadBenchError, run_load_benchmark, table
 
     events = 20000 if args.events is None else args.events
@@ -442,7 +445,8 @@ def _bench_load(args: argparse.Namespace) -> None:
         raise CLIError("--workers and --events must be at least 1 and --rate above 0")
     try:
         result = asyncio.run(run_load_benchmark(workers=args.workers, events=events, rate=args.rate,
-                                                database_url=args.database_url))
+                                                database_url=args.database_url,
+                                                scratch_dir=args.scratch_dir or settings.data_dir))
     except LoadBenchError as exc:
         raise CLIError(str(exc)) from exc
     print(table(result))

@@ -558,15 +558,19 @@ def _stderr(line: str) -> None:
 
 async def run_load_benchmark(*, workers: int = 3, events: int = 20000, fast_events: int | None = None,
                              rate: float = 500.0, database_url: str | None = None, idle_s: float = 10.0,
-                             progress: Callable[[str], None] = _stderr) -> LoadResult:
+                             scratch_dir: Path | None = None, progress: Callable[[str], None] = _stderr) -> LoadResult:
     """The whole benchmark on a private embedded NATS (and SQLite in a temp dir unless
     ``database_url``): raw JetStream first, then the fleet, a warm-up, the fixed-rate
     phase and the as-fast-as-possible phase, each waited for until its tasks finished or
-    none finished for ``idle_s``."""
+    none finished for ``idle_s``. The run's files (JetStream's store, the database, the
+    workspaces) live in a temporary folder inside ``scratch_dir`` (default: the system's
+    temp dir)."""
     from hybrid_agent.eval.bus_bench import raw_rate   # imports the API: kept out of the fleet
 
     fast_events = fast_events or events
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedNats(Path(tmp) / "js") as server:
+    if scratch_dir is not None:
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_dir) as tmp, EmbeddedNats(Path(tmp) / "js") as server:
         settings = Settings(data_dir=Path(tmp) / "data", nats_url=server.url, database_url=database_url)
         await asyncio.to_thread(migrate, settings.database)
         engine = make_engine(settings.database)

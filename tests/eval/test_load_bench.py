@@ -35,6 +35,8 @@ def test_every_event_becomes_exactly_one_task_and_the_last_line_says_so(tmp_path
     assert set(summary["worker_p99_ms"]) == {"wait", "start", "tool", "finish", "ack"}
     assert 1 <= summary["worker_batch_mean"]["fast"] <= 16   # what the workers took at once
     assert any(line.startswith("raw JetStream") for line in table)
+    data_dir = tmp_path / ".hybrid-agent"   # HOME's default data dir: the run's folder went there, and is gone
+    assert data_dir.is_dir() and not any(data_dir.iterdir())
 
 
 def test_a_task_whose_tool_ran_twice_is_duplicated(tmp_path: Path) -> None:
