@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from hybrid_agent.bus.messages import Event
 from hybrid_agent.config import ABLATIONS, Settings
+from hybrid_agent.startup_heap import startup_heap_frozen
 from hybrid_agent.triggers.rules import RuleFile, RulesError, decide, load_rules
 
 if TYPE_CHECKING:  # heavy imports only where a command needs them
@@ -223,7 +224,7 @@ def _run_services(settings: Settings, components: set[str], *, embedded_ok: bool
                 jobs.append(runtime.run_outbox(configured, svc, stop))
             if "worker" in components:
                 jobs.append(runtime.run_worker(configured, svc, stop))
-            with runtime.startup_heap_frozen():
+            with startup_heap_frozen():
                 await runtime.run_until_stopped(stop, *jobs)
 
     with runtime.nats_for(settings) as configured:

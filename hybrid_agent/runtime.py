@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
@@ -16,33 +15,12 @@ from hybrid_agent.api.app import Services, create_app
 from hybrid_agent.bus.connection import Bus
 from hybrid_agent.bus.embedded import EmbeddedNats
 from hybrid_agent.config import Settings
+from hybrid_agent.startup_heap import freeze_startup_heap
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
 from hybrid_agent.triggers.outbox import Outbox
 from hybrid_agent.triggers.router import Router
 from hybrid_agent.triggers.rules import load_rules
 from hybrid_agent.triggers.service import run_trigger_sources
-
-
-def freeze_startup_heap() -> None:
-    """Keep what startup built (modules, the model, caches) out of the cyclic collector's
-    full collections, which otherwise walk all of it: about 100,000 objects in the router,
-    100-180 ms a collection, several a second under load, with every event waiting behind
-    them; afterwards they walk only what was made since (1-7 ms). Called once a process has
-    loaded what it keeps; garbage is collected first, or it would be kept for good."""
-    gc.collect()
-    gc.freeze()
-
-
-@contextlib.contextmanager
-def startup_heap_frozen() -> Iterator[None]:
-    """The startup heap frozen while the services run, and let go on the way out: the
-    interpreter's last collection then frees it (extension modules such as torch's count
-    what was never freed and print it at exit)."""
-    freeze_startup_heap()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
 import os
 import signal
@@ -48,6 +47,7 @@ from hybrid_agent.config import Settings
 from hybrid_agent.policies.tool_schema import ToolCall
 from hybrid_agent.store import queries
 from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
+from hybrid_agent.startup_heap import startup_heap_frozen
 from hybrid_agent.store.tables import TaskRow, utcnow
 from hybrid_agent.triggers.router import Router
 
@@ -366,19 +366,17 @@ async def _serve(role: str, name: str, nats_url: str, database_url: str, data_di
     def ready() -> None:
         (run_dir / f"ready-{name}").touch()
 
-    gc.collect()   # as the services do (runtime.freeze_startup_heap), which this module
-    gc.freeze()    # does not import: full collections walk only what is made from here on
     try:
-        if role == "router":
-            ready()   # the warm-up proves it routes
-            await Router(bus, sessions).run(stop)
-        else:
-            settings = Settings(data_dir=data_dir, nats_url=nats_url, database_url=database_url)
-            with (open(run_dir / f"executions-{name}.log", "a", buffering=1) as executions,
-                  open(run_dir / f"timings-{name}.tsv", "a") as timings):
-                await ToolLoopWorker(bus, sessions, settings, executions, timings).run(stop, ready)
+        with startup_heap_frozen():   # as the services run
+            if role == "router":
+                ready()   # the warm-up proves it routes
+                await Router(bus, sessions).run(stop)
+            else:
+                settings = Settings(data_dir=data_dir, nats_url=nats_url, database_url=database_url)
+                with (open(run_dir / f"executions-{name}.log", "a", buffering=1) as executions,
+                      open(run_dir / f"timings-{name}.tsv", "a") as timings):
+                    await ToolLoopWorker(bus, sessions, settings, executions, timings).run(stop, ready)
     finally:
-        gc.unfreeze()
         watch.cancel()
         await bus.close()
         await engine.dispose()

@@ -20,17 +20,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from hybrid_agent.store import queries
-from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
+from hybrid_agent.store.db import make_engine, make_sessionmaker
 from hybrid_agent.store.sqlite_write_lock import WriteLock, WriteLockTimeout, lock_path, queue_writers
 
 from tests.store.test_store import event
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    path = tmp_path / "store.db"
-    migrate(f"sqlite:///{path}")
-    return path
 
 
 @pytest.fixture

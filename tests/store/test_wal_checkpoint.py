@@ -7,7 +7,6 @@ with the writers, never around them), gives up its restart rather than wait for 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -17,20 +16,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hybrid_agent.store import queries
-from hybrid_agent.store.db import make_engine, make_sessionmaker, migrate
-from hybrid_agent.store.sqlite_write_lock import lock_path
+from hybrid_agent.store.db import make_engine, make_sessionmaker
 from hybrid_agent.store.wal_checkpoint import WalCheckpointer
+
+from tests.store.test_sqlite_write_lock import held_elsewhere
 
 PAGE = 4096
 NEVER_S = 3600.0   # the engine's own checkpointer stays out of the way
 WAIT_S = 30.0      # the most a test waits for the checkpointer's thread to get somewhere
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    path = tmp_path / "store.db"
-    migrate(f"sqlite:///{path}")
-    return path
 
 
 @pytest.fixture
@@ -87,18 +80,15 @@ async def test_a_long_log_is_copied_and_started_afresh_while_writers_go_on(engin
 
 async def test_the_restart_queues_for_the_write_lock_with_the_writers(engine: AsyncEngine, database: Path) -> None:
     await write_pages(engine, 600)
-    lock = os.open(lock_path(database), os.O_RDWR)
-    fcntl.flock(lock, fcntl.LOCK_EX)   # a writer of another process holds it
     checkpointer = WalCheckpointer(database, interval_s=0.01, restart_pages=500)
-    checkpointer.start()
     try:
-        # Its passive checkpoint ran; its restart waits for the lock, as a writer would.
-        await until(lambda: checkpointer.passes >= 1)
-        assert checkpointer.turns == 0 and checkpointer.restarts == 0
-        fcntl.flock(lock, fcntl.LOCK_UN)
+        with held_elsewhere(database):   # a writer of another process holds it
+            checkpointer.start()
+            # Its passive checkpoint ran; its restart waits for the lock, as a writer would.
+            await until(lambda: checkpointer.passes >= 1)
+            assert checkpointer.turns == 0 and checkpointer.restarts == 0
         await until(lambda: checkpointer.restarts >= 1)
     finally:
-        os.close(lock)
         checkpointer.stop()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from hybrid_agent.runtime import startup_heap_frozen
+from hybrid_agent.startup_heap import startup_heap_frozen
 
 
 class Node:
