@@ -44,6 +44,11 @@ class InlineConnection(aiosqlite.Connection):
     def __await__(self) -> Generator[Any, None, InlineConnection]:
         return self._connect().__await__()
 
+    @property
+    def sqlite3_connection(self) -> sqlite3.Connection | None:
+        """The driver's own connection (None once closed), for statements run on it directly."""
+        return self._connection
+
     def stop(self) -> None:
         self._running = False
         if self._connection is not None:

@@ -3,15 +3,18 @@ caller owns the transaction (``async with sessionmaker.begin() as session``)."""
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, case, func, insert, select, update
+from sqlalchemy import Column, Insert, Row, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hybrid_agent.store.direct_sqlite import direct_connection
 from hybrid_agent.store.tables import (
     ApprovalRow,
     CompensationRow,
@@ -32,26 +35,69 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 # Not run on delivery: ended, or parked until a human decides.
 NOT_RUNNABLE = TERMINAL | {"awaiting_approval"}
 
+# Statements of every routed or worked batch, constants so that ``direct_sqlite`` compiles
+# each once for SQLite (where they run on the driver's own connection).
+_TASKS = TaskRow.__table__
+_NOW = bindparam("now", type_=_TASKS.c.started_at.type)
+START_TASK = (update(_TASKS).where(_TASKS.c.id == bindparam("task_id"),
+                                   *(_TASKS.c.status != status for status in sorted(NOT_RUNNABLE)))
+              .values(status="running", isolation=bindparam("to_isolation"), workspace=bindparam("to_workspace"),
+                      deliveries=_TASKS.c.deliveries + 1, started_at=func.coalesce(_TASKS.c.started_at, _NOW),
+                      heartbeat_at=_NOW, waiting_for=None)
+              .returning(_TASKS.c.id))
+FINISH_TASK = (update(_TASKS).where(_TASKS.c.id == bindparam("task_id"))
+               .values(status=bindparam("to_status"), result=bindparam("to_result"), error=bindparam("to_error"),
+                       finished_at=bindparam("at")))
+ADD_JOURNAL = JournalRow.__table__.insert()
+
 
 async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]]) -> int:
     """Rows inserted. executemany with one cached statement: a multi-VALUES statement
     would be recompiled for every batch."""
+    if direct := await direct_connection(session):
+        statement = _sqlite_insert_ignoring(table.__table__)
+        return sum(direct.insert_many(statement, group) for group in _by_keys(rows))
     return len(await _insert_new(session, table, rows))
 
 
 async def _insert_new(session: AsyncSession, table: type, rows: Sequence[dict[str, Any]],
-                      *, returning: Sequence[Any] = ()) -> list[Row[Any]]:
-    """Insert ignoring known rows; the inserted ones' ``returning`` columns (default: the key)."""
+                      *, returning: Sequence[Any] = ()) -> list[Any]:
+    """Insert ignoring known rows; the inserted ones' ``returning`` columns (default: the
+    key), each as a named tuple."""
+    columns = tuple(returning or table.__table__.primary_key.columns)
+    if direct := await direct_connection(session):
+        statement, named = _sqlite_insert_ignoring(table.__table__, columns), _named_row(tuple(c.key for c in columns))
+        return [named(*found) for row in rows for found in direct.execute(statement, row)]
     insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
     # Counted by RETURNING: psycopg reports no rowcount (-1) for these inserts.
-    statement = insert(table.__table__).on_conflict_do_nothing().returning(
-        *(returning or table.__table__.primary_key.columns))
-    return list(await session.execute(statement, list(rows)))
+    statement = insert(table.__table__).on_conflict_do_nothing().returning(*columns)
+    return [row for group in _by_keys(rows) for row in await session.execute(statement, group)]
+
+
+def _by_keys(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows in groups of the same keys, in order of first appearance: an executemany takes
+    its columns from its first row, so a later row's other keys would be dropped."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.values())
+
+
+@lru_cache(maxsize=64)
+def _sqlite_insert_ignoring(table: Table, returning: tuple[Column[Any], ...] = ()) -> Insert:
+    """One statement object per table and RETURNING: ``direct_sqlite`` compiles each once."""
+    statement = sqlite_insert(table).on_conflict_do_nothing()
+    return statement.returning(*returning) if returning else statement
+
+
+@lru_cache(maxsize=64)
+def _named_row(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
+    return namedtuple("Inserted", names)  # type: ignore[return-value]
 
 
 async def insert_events_and_tasks(
     session: AsyncSession, *, events: Sequence[dict[str, Any]], tasks: Sequence[dict[str, Any]]
-) -> list[Row[Any]]:
+) -> list[Any]:
     """Insert events and their tasks, ignoring ones already stored (redelivery, duplicate
     dedup key). Returns those of ``tasks`` that are still queued, so a caller that crashed
     between commit and publish republishes them on redelivery. Each row has ``id``,
@@ -72,7 +118,7 @@ async def insert_events(session: AsyncSession, *, events: Sequence[dict[str, Any
     return ids
 
 
-async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]) -> list[Row[Any]]:
+async def insert_tasks(session: AsyncSession, *, tasks: Sequence[dict[str, Any]]) -> list[Any]:
     """Insert tasks ignoring known ones; those of ``tasks`` still queued, each with ``id``,
     ``queue``, ``priority`` and ``event_id``."""
     if not tasks:
@@ -194,13 +240,18 @@ async def mark_events_published(session: AsyncSession, *, event_ids: Sequence[st
 async def add_journal(
     session: AsyncSession, *, kind: str, detail: dict[str, Any], task_id: str | None = None, event_id: str | None = None
 ) -> None:
-    await session.execute(insert(JournalRow), [{"kind": kind, "detail": detail, "task_id": task_id,
-                                                "event_id": event_id, "at": utcnow()}])
+    await add_journal_many(session, entries=[{"kind": kind, "detail": detail, "task_id": task_id, "event_id": event_id}])
 
 
 async def add_journal_many(session: AsyncSession, *, entries: Sequence[dict[str, Any]]) -> None:
-    if entries:
-        await session.execute(JournalRow.__table__.insert(), [{"at": utcnow(), **entry} for entry in entries])
+    if not entries:
+        return
+    now, direct = utcnow(), await direct_connection(session)
+    for group in _by_keys([{"at": now, **entry} for entry in entries]):
+        if direct:
+            direct.insert_many(ADD_JOURNAL, group)
+        else:
+            await session.execute(ADD_JOURNAL, group)
 
 
 async def journal_for_task(session: AsyncSession, *, task_id: str, event_id: str | None) -> list[JournalRow]:
@@ -269,7 +320,11 @@ async def start_tasks(session: AsyncSession, *, workspaces: Mapping[str, str], i
     changes, as ``start_task``'s SELECT ... FOR UPDATE does."""
     if not workspaces:
         return set()
-    now, tasks = utcnow(), TaskRow.__table__   # the table, not the ORM entity: half the CPU a batch
+    now = utcnow()
+    if direct := await direct_connection(session):
+        return {row[0] for task_id, workspace in workspaces.items() for row in direct.execute(
+            START_TASK, {"task_id": task_id, "to_workspace": workspace, "to_isolation": isolation, "now": now})}
+    tasks = TaskRow.__table__   # the table, not the ORM entity: half the CPU a batch
     statement = (update(tasks).where(tasks.c.id.in_(list(workspaces)), tasks.c.status.not_in(NOT_RUNNABLE))
                  .values(status="running", isolation=isolation, workspace=case(dict(workspaces), value=tasks.c.id),
                          deliveries=tasks.c.deliveries + 1, started_at=func.coalesce(tasks.c.started_at, now),
@@ -329,11 +384,7 @@ async def add_step(session: AsyncSession, *, task_id: str, step: dict[str, Any])
 async def finish_task(
     session: AsyncSession, *, task_id: str, status: str, result: dict[str, Any] | None, error: str | None
 ) -> None:
-    await session.execute(
-        update(TaskRow)
-        .where(TaskRow.id == task_id)
-        .values(status=status, result=result, error=error, finished_at=utcnow())
-    )
+    await finish_tasks(session, finished=[{"id": task_id, "status": status, "result": result, "error": error}])
 
 
 async def add_steps(session: AsyncSession, *, steps: Sequence[dict[str, Any]]) -> None:
@@ -346,14 +397,16 @@ async def add_steps(session: AsyncSession, *, steps: Sequence[dict[str, Any]]) -
 async def finish_tasks(session: AsyncSession, *, finished: Sequence[dict[str, Any]]) -> None:
     """End several tasks in one statement (an UPDATE by primary key per row, executed as
     one batch); each of ``finished`` has ``id``, ``status``, ``result`` and ``error``."""
-    if finished:
-        tasks = TaskRow.__table__
-        statement = (update(tasks).where(tasks.c.id == bindparam("task_id"))
-                     .values(status=bindparam("to_status"), result=bindparam("to_result"),
-                             error=bindparam("to_error"), finished_at=bindparam("at")))
-        now = utcnow()
-        await session.execute(statement, [{"task_id": row["id"], "to_status": row["status"], "to_result": row["result"],
-                                           "to_error": row["error"], "at": now} for row in finished])
+    if not finished:
+        return
+    now = utcnow()
+    rows = [{"task_id": row["id"], "to_status": row["status"], "to_result": row["result"], "to_error": row["error"],
+             "at": now} for row in finished]
+    if direct := await direct_connection(session):
+        for row in rows:
+            direct.execute(FINISH_TASK, row)
+    else:
+        await session.execute(FINISH_TASK, rows)
 
 
 async def await_approval(session: AsyncSession, *, task_id: str, pending: dict[str, Any]) -> None:

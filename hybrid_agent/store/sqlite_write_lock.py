@@ -78,6 +78,17 @@ class WriteLock:
         os.close(self.fd)
 
 
+async def take_write_lock(info: dict[str, Any], statement: str) -> None:
+    """Take the write lock of a pooled connection (its ``info``), if its database has one,
+    before ``statement``, a write that does not pass SQLAlchemy's cursor events
+    (``direct_sqlite``)."""
+    if lock := info.get("write_lock"):
+        try:
+            await lock.acquire()
+        except WriteLockTimeout as exc:
+            raise OperationalError(statement, None, exc) from exc
+
+
 def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".write-lock")
 

@@ -98,3 +98,18 @@ async def test_several_tasks_start_and_finish_together_as_each_would_alone(sessi
     assert (t1.status, t1.workspace, t1.deliveries, t1.error, t1.result) == ("failed", "/w/t1", 1, "boom", None)
     assert (t2.status, t2.deliveries, t2.started_at, t2.workspace) == ("cancelled", 0, None, None)
     assert steps == ["t0", "t1"]
+
+
+async def test_a_batch_of_tasks_of_different_shapes_keeps_every_field_of_each(sessions):
+    # A routed batch mixes a submission (no rule fields) with rules' tasks, in either order.
+    rule_task = {"rule": "disk", "template": "disk_pressure", "params": {"path": "/srv"}, "priority": 2,
+                 "dry_run": True, "budgets": {"max_steps": 3}, "resource": "host:a", "rule_concurrency": 1}
+    async with sessions.begin() as session:
+        queued = await queries.insert_events_and_tasks(
+            session, events=[event(f"e{i}", f"k{i}") for i in range(3)],
+            tasks=[task("t0", "e0"), {**task("t1", "e1"), **rule_task}, task("t2", "e2")])
+    assert sorted((t.id, t.priority) for t in queued) == [("t0", 0), ("t1", 2), ("t2", 0)]
+    async with sessions() as session:
+        t0, t1, t2 = [await queries.get_task(session, task_id=t) for t in ("t0", "t1", "t2")]
+    assert {key: getattr(t1, key) for key in rule_task} == rule_task
+    assert (t0.rule, t0.priority, t0.dry_run, t2.params, t2.resource) == (None, 0, False, None, None)
