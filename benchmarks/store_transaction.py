@@ -1,5 +1,6 @@
-"""The store's SQLite transactions with statements run inline (the default) against
-aiosqlite's driver thread, in one run.
+"""The store's SQLite transactions on the default engine (statements run inline on the event
+loop's thread, and the per-batch writes on the driver's own connection: ``inline_sqlite``,
+``direct_sqlite``) against aiosqlite's driver thread and SQLAlchemy's execute path, in one run.
 
     python benchmarks/store_transaction.py [--rounds N] [--batch N]
 

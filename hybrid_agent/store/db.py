@@ -55,8 +55,9 @@ def _rollback_if_open(dbapi_connection, record: ConnectionPoolEntry, state: Pool
 def make_engine(url: str, *, inline: bool = True, checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> AsyncEngine:
     """An engine for ``url``. SQLite's statements run on the event loop's own thread
     (``inline_sqlite``): no hand-offs to a driver thread while a transaction holds the write
-    lock; ``inline=False`` keeps aiosqlite's thread (``benchmarks/store_transaction.py``'s
-    baseline). A SQLite file's log is checkpointed by a thread every
+    lock, and the per-batch writes skip SQLAlchemy's execute path (``direct_sqlite``);
+    ``inline=False`` keeps aiosqlite's thread and SQLAlchemy's path for every statement
+    (``benchmarks/store_transaction.py``'s baseline). A SQLite file's log is checkpointed by a thread every
     ``checkpoint_interval_s``, not by the commits (``wal_checkpoint``)."""
     url = async_url(url)
     if url.startswith("sqlite"):
