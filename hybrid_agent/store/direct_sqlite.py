@@ -1,12 +1,12 @@
 """The store's per-batch writes on SQLite, run on the driver's own connection.
 
 The router stores every batch of events it fetches, and a worker starts and then finishes
-every batch of tasks it takes, each in one transaction. SQLAlchemy's execute path (the
-statement's cache key, an execution context, the result's processing, the session around
-it) took 0.55-0.62 ms of CPU for such a transaction of three tasks here, and the SQLite
-statements themselves a small part of it: on the sqlite3 connection the same transactions
-took 0.24-0.28 ms. At 500 events/s that path was a fifth of the load benchmark's workers'
-CPU.
+every batch of tasks it takes, each in one transaction. Through SQLAlchemy's execute path
+(the statement's cache key, an execution context, the result's processing) such a
+transaction of three tasks took 0.53-0.58 ms of CPU here, the SQLite statements a small part
+of it; this way, 0.22-0.33 ms (``benchmarks/store_transaction.py``: 0.70 -> 0.39 ms for eight
+tasks). At 500 events/s the load benchmark's workers spent about a fifth of their CPU on
+that path.
 
 So these statements are compiled once per shape from the same Core constructs and run on
 the session's own sqlite3 connection, inside the session's transaction (begun and committed
