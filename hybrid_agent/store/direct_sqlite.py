@@ -26,9 +26,9 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.schema import ColumnDefault
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.schema import ColumnDefault
 
 from hybrid_agent.store.inline_sqlite import InlineConnection
 from hybrid_agent.store.sqlite_write_lock import take_write_lock
