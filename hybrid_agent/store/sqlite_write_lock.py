@@ -80,12 +80,12 @@ class WriteLock:
 
 async def take_write_lock(info: dict[str, Any], statement: str) -> None:
     """Take the write lock of a pooled connection (its ``info``), if its database has one,
-    before ``statement``, a write that does not pass SQLAlchemy's cursor events
-    (``direct_sqlite``)."""
+    before ``statement``: from SQLAlchemy's cursor events, or by ``direct_sqlite``."""
     if lock := info.get("write_lock"):
         try:
             await lock.acquire()
         except WriteLockTimeout as exc:
+            # What SQLite's own "database is locked" is, so callers handle both alike.
             raise OperationalError(statement, None, exc) from exc
 
 
@@ -103,17 +103,10 @@ def queue_writers(engine: Engine, database: Path, *, timeout_s: float) -> None:
         record.info["write_lock"] = WriteLock(path, timeout_s=timeout_s)
 
     @event.listens_for(engine, "before_cursor_execute")
-    def lock_before_write(conn: Connection, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
-        if statement.lstrip()[:7].upper().startswith(READS):
+    def lock_before_write(conn: Connection, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip()[:7].upper().startswith(READS) or conn.info["write_lock"].held:
             return
-        lock: WriteLock = conn.info["write_lock"]
-        if lock.held:
-            return
-        try:
-            conn.connection.dbapi_connection.run_async(lambda _: lock.acquire())
-        except WriteLockTimeout as exc:
-            # What SQLite's own "database is locked" is, so callers handle both alike.
-            raise OperationalError(statement, parameters, exc) from exc
+        conn.connection.dbapi_connection.run_async(lambda _: take_write_lock(conn.info, statement))
 
     @event.listens_for(engine, "checkin")
     def release_lock(_dbapi_connection: object, record: ConnectionPoolEntry) -> None:
