@@ -57,8 +57,8 @@ def make_engine(url: str, *, inline: bool = True, checkpoint_interval_s: float =
     (``inline_sqlite``): no hand-offs to a driver thread while a transaction holds the write
     lock, and the per-batch writes skip SQLAlchemy's execute path (``direct_sqlite``);
     ``inline=False`` keeps aiosqlite's thread and SQLAlchemy's path for every statement
-    (``benchmarks/store_transaction.py``'s baseline). A SQLite file's log is checkpointed by a thread every
-    ``checkpoint_interval_s``, not by the commits (``wal_checkpoint``)."""
+    (``benchmarks/store_transaction.py``'s baseline). A SQLite file's log is checkpointed by
+    a thread every ``checkpoint_interval_s``, not by the commits (``wal_checkpoint``)."""
     url = async_url(url)
     if url.startswith("sqlite"):
         # One connection per process: SQLite has one writer at a time, and writers that

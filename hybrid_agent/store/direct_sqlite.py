@@ -90,12 +90,12 @@ class DirectConnection:
         except sqlite3.Error as exc:
             raise _translated(compiled, parameters, exc) from exc
 
-    def insert_many(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> int:
-        """An INSERT for each of ``rows``, all of the same keys; how many were inserted."""
+    def execute_many(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> int:
+        """The statement for each of ``rows``, all of the same keys; how many rows it changed."""
         keys = tuple(rows[0])
         if any(tuple(row) != keys for row in rows):
             raise ValueError(f"rows of other keys than {keys} need a statement of their own")
-        compiled = compile_for(statement, self.dialect, keys)
+        compiled = compile_for(statement, self.dialect, keys if statement.is_insert else None)
         parameters = [compiled.parameters(values) for values in rows]
         try:
             return self.connection.executemany(compiled.sql, parameters).rowcount

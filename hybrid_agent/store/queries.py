@@ -13,6 +13,7 @@ from sqlalchemy import Column, Insert, Row, Table, bindparam, case, func, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from hybrid_agent.store.direct_sqlite import direct_connection
 from hybrid_agent.store.tables import (
@@ -56,7 +57,7 @@ async def _insert_ignoring_duplicates(session: AsyncSession, table: type, rows: 
     would be recompiled for every batch."""
     if direct := await direct_connection(session):
         statement = _sqlite_insert_ignoring(table.__table__)
-        return sum(direct.insert_many(statement, group) for group in _by_keys(rows))
+        return sum(direct.execute_many(statement, group) for group in _by_keys(rows))
     return len(await _insert_new(session, table, rows))
 
 
@@ -72,6 +73,17 @@ async def _insert_new(session: AsyncSession, table: type, rows: Sequence[dict[st
     # Counted by RETURNING: psycopg reports no rowcount (-1) for these inserts.
     statement = insert(table.__table__).on_conflict_do_nothing().returning(*columns)
     return [row for group in _by_keys(rows) for row in await session.execute(statement, group)]
+
+
+async def _execute_many(session: AsyncSession, statement: Executable, rows: Sequence[dict[str, Any]]) -> None:
+    """``statement`` for each of ``rows``: on SQLite's own connection where it can
+    (``direct_sqlite``), else as SQLAlchemy's executemany; a statement per group of keys."""
+    direct = await direct_connection(session)
+    for group in _by_keys(rows):
+        if direct:
+            direct.execute_many(statement, group)
+        else:
+            await session.execute(statement, group)
 
 
 def _by_keys(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -244,14 +256,9 @@ async def add_journal(
 
 
 async def add_journal_many(session: AsyncSession, *, entries: Sequence[dict[str, Any]]) -> None:
-    if not entries:
-        return
-    now, direct = utcnow(), await direct_connection(session)
-    for group in _by_keys([{"at": now, **entry} for entry in entries]):
-        if direct:
-            direct.insert_many(ADD_JOURNAL, group)
-        else:
-            await session.execute(ADD_JOURNAL, group)
+    if entries:
+        now = utcnow()
+        await _execute_many(session, ADD_JOURNAL, [{"at": now, **entry} for entry in entries])
 
 
 async def journal_for_task(session: AsyncSession, *, task_id: str, event_id: str | None) -> list[JournalRow]:
@@ -397,16 +404,11 @@ async def add_steps(session: AsyncSession, *, steps: Sequence[dict[str, Any]]) -
 async def finish_tasks(session: AsyncSession, *, finished: Sequence[dict[str, Any]]) -> None:
     """End several tasks in one statement (an UPDATE by primary key per row, executed as
     one batch); each of ``finished`` has ``id``, ``status``, ``result`` and ``error``."""
-    if not finished:
-        return
-    now = utcnow()
-    rows = [{"task_id": row["id"], "to_status": row["status"], "to_result": row["result"], "to_error": row["error"],
-             "at": now} for row in finished]
-    if direct := await direct_connection(session):
-        for row in rows:
-            direct.execute(FINISH_TASK, row)
-    else:
-        await session.execute(FINISH_TASK, rows)
+    if finished:
+        now = utcnow()
+        await _execute_many(session, FINISH_TASK, [
+            {"task_id": row["id"], "to_status": row["status"], "to_result": row["result"], "to_error": row["error"],
+             "at": now} for row in finished])
 
 
 async def await_approval(session: AsyncSession, *, task_id: str, pending: dict[str, Any]) -> None:
